@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The connection options shared by every module of xmpp.ejabberd."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+
+class ModuleDocFragment:  # pylint: disable=too-few-public-methods
+    DOCUMENTATION = r'''
+options:
+  node:
+    description:
+      - Full Erlang node name to talk to, C(name@host).
+      - A host part with a dot (a FQDN or an IP address) means long names (C(-name)), without
+        one short names (C(-sname)); it must match how the node was started.
+      - When omitted, C(ERLANG_NODE) of the local ejabberdctl.cfg is used (a name without
+        C(@) gets the short host name, as ejabberdctl does), so a bare call checks the local node.
+    type: str
+  cookie:
+    description:
+      - The Erlang cookie (shared secret) of the node.
+      - Mutually exclusive with O(cookie_file). When neither is given, the cookie is read from
+        the home directory of O(cookie_user).
+      - Never logged. Prefer a vaulted variable or an AWX credential.
+    type: str
+  cookie_file:
+    description:
+      - Path of a file holding the cookie, such as C(/var/lib/ejabberd/.erlang.cookie).
+      - Checked as Erlang checks it; a file that group or others can access is refused.
+    type: path
+  cookie_user:
+    description:
+      - Read the cookie from C($HOME/.erlang.cookie) of this user, with HOME taken from the
+        passwd database (not from the environment of the Ansible connection).
+      - Used only when neither O(cookie) nor O(cookie_file) is given.
+    type: str
+    default: ejabberd
+  dist_port:
+    description:
+      - Fixed distribution port of the node (ejabberd's C(ERL_DIST_PORT); C(-erl_epmd_port)).
+        The node is reached directly on this port and EPMD is not asked.
+      - When omitted, C(ERL_DIST_PORT) of the local ejabberdctl.cfg is used if set; otherwise
+        the port is looked up in EPMD.
+    type: int
+  epmd_port:
+    description:
+      - Port of EPMD on the node's host, used when no O(dist_port) applies.
+    type: int
+    default: 4369
+  address:
+    description:
+      - TCP address (IP or host name) to connect to instead of the host part of O(node).
+      - When O(node) comes from the local ejabberdctl.cfg, C(INET_DIST_INTERFACE) is used.
+    type: str
+  timeout:
+    description:
+      - Seconds allowed for each step against a node (connect and handshake, each call).
+    type: float
+    default: 5.0
+  ejabberdctl_cfg:
+    description:
+      - ejabberdctl.cfg to read the defaults from.
+      - Default is the first of C(/etc/ejabberd/ejabberdctl.cfg) (Debian package) and
+        C(/opt/ejabberd/conf/ejabberdctl.cfg) (ProcessOne installers) that exists.
+    type: path
+notes:
+  - The module talks to the node over the Erlang distribution protocol itself, as a hidden
+    node; it needs neither ejabberdctl nor Erlang where it runs, only Python 3.9 or later.
+  - Supports nodes of Erlang/OTP 23 and later (tested with OTP 25 and 27).
+'''

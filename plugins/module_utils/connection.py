@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The connection options every module shares: spec, defaults, validation, cookie.
+
+Options are documented once in ``plugins/doc_fragments/connection.py``.  All
+validation happens here, before any network traffic, with messages that name
+the offending option.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import os
+import pwd
+import re
+import socket
+import stat
+
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
+
+EJABBERDCTL_CFG_PATHS = ('/etc/ejabberd/ejabberdctl.cfg', '/opt/ejabberd/conf/ejabberdctl.cfg')
+MAX_COOKIE_LENGTH = 255
+
+CONNECTION_ARGUMENT_SPEC = dict(
+    node=dict(type='str'),
+    cookie=dict(type='str', no_log=True),
+    cookie_file=dict(type='path'),
+    cookie_user=dict(type='str', default='ejabberd'),
+    dist_port=dict(type='int'),
+    epmd_port=dict(type='int', default=erldist.EPMD_DEFAULT_PORT),
+    address=dict(type='str'),
+    timeout=dict(type='float', default=5.0),
+    ejabberdctl_cfg=dict(type='path'),
+)
+CONNECTION_MUTUALLY_EXCLUSIVE = [('cookie', 'cookie_file')]
+
+_CFG_LINE = re.compile(r'^\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$')
+
+
+class ConnectionOptionError(ValueError):
+    """A connection option is wrong; the message names it."""
+
+
+def module_kwargs(argument_spec=None, **kwargs):
+    """AnsibleModule keyword arguments with the connection options merged in."""
+    spec = dict(CONNECTION_ARGUMENT_SPEC)
+    spec.update(argument_spec or {})
+    exclusive = list(CONNECTION_MUTUALLY_EXCLUSIVE) + list(kwargs.pop('mutually_exclusive', []))
+    return dict(argument_spec=spec, mutually_exclusive=exclusive,
+                supports_check_mode=True, **kwargs)
+
+
+def read_ejabberdctl_cfg(path):
+    """The ``VAR=value`` settings of an ejabberdctl.cfg (comments ignored)."""
+    settings = {}
+    with open(path, encoding='utf-8', errors='replace') as handle:
+        for line in handle:
+            match = _CFG_LINE.match(line)
+            if match:
+                value = match.group(2).strip()
+                if len(value) >= 2 and value[0] == value[-1] and value[0] in '"\'':
+                    value = value[1:-1]
+                settings[match.group(1)] = value
+    return settings
+
+
+def _find_cfg(path):
+    if path:
+        if not os.path.isfile(path):
+            raise ConnectionOptionError('ejabberdctl_cfg: %s does not exist' % path)
+        return path
+    for candidate in EJABBERDCTL_CFG_PATHS:
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def validate_node(node, option='node'):
+    try:
+        erldist.split_node(node)
+    except ValueError:
+        raise ConnectionOptionError('%s: %r is not a node name; it must look like name@host '
+                                    '(for example ejabberd@xmpp1.example.org)' % (option, node))
+    return node
+
+
+def validate_port(port, option):
+    if port is not None and not 1 <= port <= 65535:
+        raise ConnectionOptionError('%s: %d is not a TCP port (1-65535)' % (option, port))
+    return port
+
+
+def validate_cookie(cookie, source='cookie'):
+    """Erlang accepts 1..255 characters without control characters."""
+    if not cookie:
+        raise ConnectionOptionError('%s: the Erlang cookie is empty' % source)
+    if len(cookie) > MAX_COOKIE_LENGTH:
+        raise ConnectionOptionError('%s: the Erlang cookie has %d characters; Erlang allows at '
+                                    'most %d' % (source, len(cookie), MAX_COOKIE_LENGTH))
+    if any(ord(c) < 32 or ord(c) == 127 for c in cookie):
+        raise ConnectionOptionError('%s: the Erlang cookie contains control characters (a tab or '
+                                    'newline?); Erlang refuses such a cookie' % source)
+    if any(ord(c) > 255 for c in cookie):
+        raise ConnectionOptionError('%s: the Erlang cookie has characters outside Latin-1' % source)
+    return cookie
+
+
+def read_cookie_file(path, option='cookie_file'):
+    """The cookie in ``path``, checked as Erlang checks it (owner-only, no bad characters)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ConnectionOptionError('%s: cannot read %s (%s); give the path of the cluster\'s '
+                                    '.erlang.cookie' % (option, path, exc.strerror))
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConnectionOptionError('%s: %s has mode %04o; Erlang refuses a cookie file that group '
+                                    'or others can access: chmod 0400 it'
+                                    % (option, path, stat.S_IMODE(info.st_mode)))
+    try:
+        with open(path, 'rb') as handle:
+            raw = handle.read(MAX_COOKIE_LENGTH + 3)
+    except OSError as exc:
+        raise ConnectionOptionError('%s: cannot read %s (%s); run as its owner or root'
+                                    % (option, path, exc.strerror))
+    # Erlang ignores one trailing newline and keeps everything else.
+    if raw.endswith(b'\n'):
+        raw = raw[:-1]
+    return validate_cookie(raw.decode('latin-1'), '%s (%s)' % (option, path))
+
+
+def user_cookie_path(user, option='cookie_user'):
+    """``$HOME/.erlang.cookie`` of ``user``, HOME from the passwd database."""
+    try:
+        home = pwd.getpwnam(user).pw_dir
+    except KeyError:
+        raise ConnectionOptionError('%s: there is no user %r here, so there is no cookie to read; '
+                                    'set cookie or cookie_file, or the service user' % (option, user))
+    if not home:
+        raise ConnectionOptionError('%s: user %r has no HOME in the passwd database' % (option, user))
+    return os.path.join(home, '.erlang.cookie')
+
+
+def short_hostname():
+    return socket.gethostname().split('.')[0]
+
+
+def resolve(params):
+    """Turn module parameters into :func:`erldist.connect` keyword arguments.
+
+    Missing ``node``, ``dist_port`` and ``address`` come from the local
+    ejabberdctl.cfg; the cookie from ``cookie``, ``cookie_file`` or the
+    ``cookie_user``'s HOME, in that order.  Raises ConnectionOptionError.
+    """
+    for option in ('dist_port', 'epmd_port'):
+        validate_port(params.get(option), option)
+    if params.get('timeout') is not None and not 0 < params['timeout'] <= 3600:
+        raise ConnectionOptionError('timeout: %s is not a number of seconds between 0 and 3600'
+                                    % params['timeout'])
+    cfg_path = _find_cfg(params.get('ejabberdctl_cfg'))
+    cfg = read_ejabberdctl_cfg(cfg_path) if cfg_path else {}
+
+    node, address = params.get('node'), params.get('address')
+    if node is None:
+        if cfg_path is None:
+            raise ConnectionOptionError('node: not given and no ejabberdctl.cfg found (looked in %s)'
+                                        '; set node' % ', '.join(EJABBERDCTL_CFG_PATHS))
+        node = cfg.get('ERLANG_NODE') or 'ejabberd@localhost'
+        if '@' not in node:
+            node = '%s@%s' % (node, short_hostname())  # as ejabberdctl does
+        if address is None and cfg.get('INET_DIST_INTERFACE') not in (None, '', '0.0.0.0', '::'):
+            address = cfg['INET_DIST_INTERFACE']
+    validate_node(node, 'node' if params.get('node') else 'ERLANG_NODE in %s' % cfg_path)
+
+    dist_port = params.get('dist_port')
+    if dist_port is None and cfg.get('ERL_DIST_PORT'):
+        try:
+            dist_port = validate_port(int(cfg['ERL_DIST_PORT']), 'ERL_DIST_PORT')
+        except ValueError:
+            raise ConnectionOptionError('ERL_DIST_PORT in %s is %r, not a port number'
+                                        % (cfg_path, cfg['ERL_DIST_PORT']))
+
+    if params.get('cookie') is not None:
+        cookie = validate_cookie(params['cookie'])
+    elif params.get('cookie_file'):
+        cookie = read_cookie_file(params['cookie_file'])
+    else:
+        cookie = read_cookie_file(user_cookie_path(params.get('cookie_user') or 'ejabberd'),
+                                  'cookie_user')
+    return dict(node=node, cookie=cookie, address=address, dist_port=dist_port,
+                epmd_port=params.get('epmd_port') or erldist.EPMD_DEFAULT_PORT,
+                timeout=params.get('timeout') or 5.0)
+
+
+def connection_facts(conn):
+    """How a connection was made, for module results."""
+    return dict(node=conn.node, address=conn.address, port=conn.port, via_epmd=conn.via_epmd)

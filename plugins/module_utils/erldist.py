@@ -1,0 +1,503 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small synchronous client of the Erlang distribution protocol (stdlib only).
+
+It looks a node up in EPMD (or goes straight to a fixed port), shakes hands as a
+hidden node (version 6, the OTP 23+ handshake), proves the cookie in both
+directions and runs RPCs through the node's ``rex`` server.  Every blocking
+step runs against one deadline, every read is bounded, and every failure is a
+:class:`DistError` whose ``reason`` is one of :data:`REASONS`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import errno
+import hashlib
+import hmac
+import os
+import random
+import socket
+import struct
+import time
+
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import etf
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
+
+REASONS = ('unreachable', 'epmd_unreachable', 'not_registered', 'not_allowed',
+           'cookie_rejected', 'name_type_mismatch', 'timeout', 'protocol_error',
+           'rpc_error')
+
+EPMD_DEFAULT_PORT = 4369
+
+# Distribution flags (erts/emulator/beam/dist.h).
+DFLAG_EXTENDED_REFERENCES = 0x4
+DFLAG_FUN_TAGS = 0x10
+DFLAG_NEW_FUN_TAGS = 0x80
+DFLAG_EXTENDED_PIDS_PORTS = 0x100
+DFLAG_EXPORT_PTR_TAG = 0x200
+DFLAG_BIT_BINARIES = 0x400
+DFLAG_NEW_FLOATS = 0x800
+DFLAG_SMALL_ATOM_TAGS = 0x4000
+DFLAG_UTF8_ATOMS = 0x10000
+DFLAG_MAP_TAG = 0x20000
+DFLAG_BIG_CREATION = 0x40000
+DFLAG_HANDSHAKE_23 = 0x1000000
+DFLAG_UNLINK_ID = 0x2000000
+DFLAG_V4_NC = 1 << 34
+
+# What OTP 25 makes mandatory, plus what OTP 26+ adds (UNLINK_ID, V4_NC).  No
+# PUBLISHED (we are hidden), no atom cache and no fragments, so every message
+# arrives as a plain pass-through packet.
+CLIENT_FLAGS = (DFLAG_EXTENDED_REFERENCES | DFLAG_FUN_TAGS | DFLAG_NEW_FUN_TAGS
+                | DFLAG_EXTENDED_PIDS_PORTS | DFLAG_EXPORT_PTR_TAG | DFLAG_BIT_BINARIES
+                | DFLAG_NEW_FLOATS | DFLAG_SMALL_ATOM_TAGS | DFLAG_UTF8_ATOMS
+                | DFLAG_MAP_TAG | DFLAG_BIG_CREATION | DFLAG_HANDSHAKE_23
+                | DFLAG_UNLINK_ID | DFLAG_V4_NC)
+
+PASS_THROUGH = 112
+# Control message operations that deliver a message to a pid (SEND, SEND_TT,
+# SEND_SENDER, SEND_SENDER_TT) and where the destination pid sits in each.
+_SEND_OPS = {2: 2, 12: 2, 22: 2, 23: 2}
+REG_SEND = 6
+
+DEFAULT_MAX_PACKET = 64 * 1024 * 1024
+_RANDOM = random.SystemRandom()
+
+
+class DistError(Exception):
+    """The one error of this client: ``reason`` (see :data:`REASONS`) and a sentence."""
+
+    def __init__(self, reason, message):
+        super(DistError, self).__init__(message)
+        self.reason = reason
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+def split_node(node):
+    """``'name@host'`` -> ``('name', 'host')``; ``ValueError`` if it is not one."""
+    name, sep, host = str(node).partition('@')
+    if not sep or not name or not host or '@' in host:
+        raise ValueError("node name %r must look like name@host" % (node,))
+    return name, host
+
+
+def is_long_name(node):
+    """A host part with a dot (a FQDN or an IP address) means -name, else -sname."""
+    return '.' in split_node(node)[1] or ':' in split_node(node)[1]
+
+
+def cookie_digest(cookie, challenge):
+    """MD5 of the cookie followed by the decimal challenge, as dist_util does."""
+    return hashlib.md5(cookie.encode('latin-1') + str(challenge).encode('ascii')).digest()
+
+
+class _Deadline(object):
+    """One budget for a whole operation; every socket call gets what is left."""
+
+    def __init__(self, seconds, what):
+        self.end = time.monotonic() + seconds
+        self.seconds = seconds
+        self.what = what
+
+    def left(self):
+        remaining = self.end - time.monotonic()
+        if remaining <= 0:
+            raise DistError('timeout', '%s took longer than %.1f s; the peer accepted the '
+                            'connection but stopped answering (an overloaded or hung node, '
+                            'or something that is not an Erlang node on that port): '
+                            'check the node, or raise timeout' % (self.what, self.seconds))
+        return remaining
+
+
+def _connect(address, port, deadline, refused_reason, what):
+    try:
+        infos = socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise DistError('unreachable', 'cannot resolve host %r for %s (%s): fix the host part '
+                        'of the node name or set address' % (address, what, exc))
+    last = None
+    for family, socktype, proto, _, sockaddr in infos:
+        sock = socket.socket(family, socktype, proto)
+        try:
+            sock.settimeout(deadline.left())
+            sock.connect(sockaddr)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except socket.timeout:
+            sock.close()
+            raise DistError('timeout', 'connecting to %s at %s port %d timed out after %.1f s: '
+                            'a firewall may drop the packets; check that the port is open '
+                            'to this host' % (what, address, port, deadline.seconds))
+        except (OSError, DistError) as exc:
+            sock.close()
+            if isinstance(exc, DistError):
+                raise
+            last = exc
+    if last is not None and last.errno == errno.ECONNREFUSED:
+        hint = ('is EPMD running there? In ERL_DIST_PORT mode there is no EPMD: set dist_port'
+                if refused_reason == 'epmd_unreachable' else
+                'is the node running, and is this its distribution port?')
+        raise DistError(refused_reason, 'connection to %s at %s port %d was refused: %s'
+                        % (what, address, port, hint))
+    raise DistError(refused_reason, 'cannot connect to %s at %s port %d: %s; check the '
+                    'address and the network path' % (what, address, port, last))
+
+
+def _recv_exact(sock, count, deadline, what):
+    chunks = []
+    while count:
+        sock.settimeout(deadline.left())
+        try:
+            chunk = sock.recv(min(count, 1 << 20))
+        except socket.timeout:
+            deadline.left()
+            continue
+        except OSError as exc:
+            raise DistError('unreachable', 'connection to %s failed: %s' % (what, exc))
+        if not chunk:
+            raise EOFError(what)
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b''.join(chunks)
+
+
+def _send_all(sock, data, deadline, what):
+    sock.settimeout(deadline.left())
+    try:
+        sock.sendall(data)
+    except socket.timeout:
+        deadline.left()
+        raise DistError('timeout', 'sending to %s timed out' % what)
+    except OSError as exc:
+        raise DistError('unreachable', 'connection to %s failed while sending: %s' % (what, exc))
+
+
+# --------------------------------------------------------------------------- EPMD
+
+def epmd_port_please(host, name, epmd_port=EPMD_DEFAULT_PORT, timeout=5.0):
+    """Ask EPMD at ``host`` for node ``name``'s port (PORT_PLEASE2).
+
+    Returns a dict with ``port``, ``node_type`` ('normal' or 'hidden'),
+    ``protocol``, ``highest_version``, ``lowest_version``.
+    """
+    deadline = _Deadline(timeout, 'the EPMD lookup')
+    what = 'EPMD'
+    sock = _connect(host, epmd_port, deadline, 'epmd_unreachable', what)
+    try:
+        raw = name.encode('utf-8')
+        _send_all(sock, struct.pack('>HB', len(raw) + 1, 122) + raw, deadline, what)
+        try:
+            head = _recv_exact(sock, 2, deadline, what)
+        except EOFError:
+            raise DistError('protocol_error', 'EPMD at %s port %d closed the connection without '
+                            'answering; is that port really EPMD?' % (host, epmd_port))
+        if head[0] != 119:
+            raise DistError('protocol_error', 'EPMD at %s port %d answered with byte %d instead '
+                            'of PORT2_RESP: is that port really EPMD?' % (host, epmd_port, head[0]))
+        if head[1] != 0:
+            names = _names_hint(host, epmd_port, deadline)
+            raise DistError('not_registered', 'no node named %r is registered with EPMD on %s%s: '
+                            'is the node running, and is the name right?' % (name, host, names))
+        try:
+            body = _recv_exact(sock, 8, deadline, what)
+        except EOFError:
+            raise DistError('protocol_error', 'EPMD at %s sent a truncated PORT2_RESP' % host)
+        port, node_type, protocol, high, low = struct.unpack('>HBBHH', body)
+        return {'port': port, 'node_type': 'hidden' if node_type == 72 else 'normal',
+                'protocol': protocol, 'highest_version': high, 'lowest_version': low}
+    finally:
+        sock.close()
+
+
+def epmd_names(host, epmd_port=EPMD_DEFAULT_PORT, timeout=5.0):
+    """The names EPMD at ``host`` knows (NAMES_REQ), as ``{name: port}``."""
+    deadline = _Deadline(timeout, 'the EPMD names request')
+    return _epmd_names(host, epmd_port, deadline)
+
+
+def _epmd_names(host, epmd_port, deadline):
+    sock = _connect(host, epmd_port, deadline, 'epmd_unreachable', 'EPMD')
+    try:
+        _send_all(sock, struct.pack('>HB', 1, 110), deadline, 'EPMD')
+        data = b''
+        while len(data) < 65536:
+            sock.settimeout(deadline.left())
+            try:
+                chunk = sock.recv(4096)
+            except socket.timeout:
+                deadline.left()
+                continue
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    names = {}
+    for line in data[4:].decode('utf-8', 'replace').splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[0] == 'name' and parts[4].isdigit():
+            names[parts[1]] = int(parts[4])
+    return names
+
+
+def _names_hint(host, epmd_port, deadline):
+    try:
+        names = sorted(_epmd_names(host, epmd_port, deadline))
+    except DistError:
+        return ''
+    return ' (registered there: %s)' % (', '.join(names) if names else 'none')
+
+
+# --------------------------------------------------------------------------- connection
+
+class Connection(object):
+    """One distribution connection to a node, as a hidden node.
+
+    Use :func:`connect` to make one.  Supports ``with``.
+    """
+
+    def __init__(self, sock, node, own_node, creation, peer_flags, max_packet):
+        self.sock = sock
+        self.node = node
+        self.own_node = own_node
+        self.creation = creation
+        self.peer_flags = peer_flags
+        self.max_packet = max_packet
+        self.pid = etf.Pid(own_node, 1, 0, creation)
+        self._ref_counter = _RANDOM.getrandbits(32)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+    def _new_ref(self):
+        self._ref_counter = (self._ref_counter + 1) & 0xFFFFFFFF
+        return etf.Reference(self.own_node, self.creation,
+                             [self._ref_counter, _RANDOM.getrandbits(32), _RANDOM.getrandbits(32)])
+
+    def _send_packet(self, payload, deadline):
+        if self.sock is None:
+            raise DistError('unreachable', 'the connection to %s is closed' % self.node)
+        _send_all(self.sock, struct.pack('>I', len(payload)) + payload, deadline, self.node)
+
+    def _recv_packet(self, deadline):
+        """The next non-tick packet; ticks are answered on the way."""
+        while True:
+            try:
+                length = struct.unpack('>I', _recv_exact(self.sock, 4, deadline, self.node))[0]
+                if length == 0:
+                    self._send_packet(b'', deadline)
+                    continue
+                if length > self.max_packet:
+                    raise DistError('protocol_error', '%s sent a %d-byte packet, more than the '
+                                    '%d allowed' % (self.node, length, self.max_packet))
+                return _recv_exact(self.sock, length, deadline, self.node)
+            except EOFError:
+                self.close()
+                raise DistError('unreachable', 'node %s closed the connection (it stopped, or '
+                                'dropped us)' % self.node)
+
+    def send_reg(self, name, message, timeout=10.0):
+        """Send ``message`` to the process registered as ``name`` on the node."""
+        deadline = _Deadline(timeout, 'sending to %s on %s' % (name, self.node))
+        control = (REG_SEND, self.pid, Atom(''), Atom(name))
+        self._send_packet(bytes([PASS_THROUGH]) + etf.term_to_binary(control)
+                          + etf.term_to_binary(message), deadline)
+
+    def receive(self, timeout=10.0, match=None):
+        """The next message sent to our pid for which ``match(msg)`` is true."""
+        deadline = _Deadline(timeout, 'waiting for an answer from %s' % self.node)
+        while True:
+            packet = self._recv_packet(deadline)
+            if packet[0] != PASS_THROUGH:
+                raise DistError('protocol_error', '%s sent a packet of type %d; only pass-through '
+                                'packets were negotiated' % (self.node, packet[0]))
+            try:
+                control, end = etf.decode_term(packet, 1)
+                op = control[0] if isinstance(control, tuple) and control else None
+                if op not in _SEND_OPS:
+                    continue  # not a message (e.g. a link or monitor signal): ignore
+                message = etf.binary_to_term(packet[end:])
+            except etf.TermError as exc:
+                self.close()
+                raise DistError('protocol_error', '%s sent a malformed term: %s' % (self.node, exc))
+            if match is None or match(message):
+                return message
+
+    def rpc(self, module, function, args=(), timeout=10.0):
+        """``rpc:call(Node, module, function, args)`` through ``rex``.
+
+        Returns the result; a remote exception or a ``badrpc`` raises
+        :class:`DistError` with reason ``rpc_error``.
+        """
+        ref = self._new_ref()
+        request = (Atom('$gen_call'), (self.pid, ref),
+                   (Atom('call'), Atom(module), Atom(function), list(args), Atom('user')))
+        self.send_reg('rex', request, timeout)
+        reply = self.receive(timeout, lambda m: isinstance(m, tuple) and len(m) == 2
+                             and m[0] == ref)[1]
+        if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == Atom('badrpc'):
+            raise DistError('rpc_error', '%s:%s/%d failed on %s: %s'
+                            % (module, function, len(args), self.node, format_term(reply[1])))
+        return reply
+
+
+def format_term(term, limit=400):
+    """A short Erlang-like rendering of a term for error messages."""
+    text = etf.as_text(term) if isinstance(term, (bytes, list)) and term else None
+    if text is not None and text.isprintable():
+        rendered = '"%s"' % text
+    elif isinstance(term, tuple):
+        rendered = '{%s}' % ','.join(format_term(t, limit) for t in term)
+    elif isinstance(term, list):
+        rendered = '[%s]' % ','.join(format_term(t, limit) for t in term)
+    elif isinstance(term, bool):
+        rendered = 'true' if term else 'false'
+    else:
+        rendered = str(term)
+    return rendered if len(rendered) <= limit else rendered[:limit] + '...'
+
+
+def _own_name(target_node):
+    """A unique hidden-node name of the same kind (long/short) as the target."""
+    tag = 'xmpp_ejabberd_%d_%08x' % (os.getpid(), _RANDOM.getrandbits(32))
+    if is_long_name(target_node):
+        # No getfqdn(): a DNS lookup could eat the whole timeout, and the peer
+        # only needs a well-formed name of the right kind.
+        host = socket.gethostname()
+        if '.' not in host:
+            host = '127.0.0.1'
+    else:
+        host = socket.gethostname().split('.')[0] or 'localhost'
+    return '%s@%s' % (tag, host)
+
+
+def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_PORT,
+            timeout=5.0, max_packet=DEFAULT_MAX_PACKET):
+    """Connect and shake hands with ``node``; returns a :class:`Connection`.
+
+    ``address`` is the TCP address to use (default: the node's host part);
+    ``dist_port`` skips EPMD (ERL_DIST_PORT mode).  Returns with ``.via_epmd``
+    and ``.port`` set on the connection.
+    """
+    try:
+        name, host = split_node(node)
+    except ValueError as exc:
+        raise DistError('protocol_error', str(exc))
+    address = address or host
+    deadline = _Deadline(timeout, 'connecting to %s' % node)
+    via_epmd = dist_port is None
+    if via_epmd:
+        info = epmd_port_please(address, name, epmd_port, deadline.left())
+        dist_port = info['port']
+    sock = _connect(address, dist_port, deadline, 'unreachable', 'node %s' % node)
+    try:
+        conn = _handshake(sock, node, cookie, deadline, max_packet)
+    except BaseException:
+        sock.close()
+        raise
+    conn.via_epmd = via_epmd
+    conn.port = dist_port
+    conn.address = address
+    return conn
+
+
+def _hs_send(sock, payload, deadline, node):
+    _send_all(sock, struct.pack('>H', len(payload)) + payload, deadline, node)
+
+
+def _hs_recv(sock, deadline, node, stage):
+    try:
+        length = struct.unpack('>H', _recv_exact(sock, 2, deadline, node))[0]
+        if length == 0:
+            raise DistError('protocol_error', '%s sent an empty handshake message' % node)
+        return _recv_exact(sock, length, deadline, node)
+    except EOFError:
+        raise _closed_during(node, stage)
+
+
+def _closed_during(node, stage):
+    if stage == 'ack':
+        return DistError('cookie_rejected', 'node %s closed the connection after our challenge '
+                         'reply: it did not accept our cookie. Use the cookie of the cluster '
+                         '(cookie, cookie_file or cookie_user)' % node)
+    return DistError('protocol_error', 'node %s closed the connection during the handshake '
+                     '(at %s); the port may belong to something else, or the node refused us '
+                     '(see its log)' % (node, stage))
+
+
+_STATUS_ERRORS = {
+    'not_allowed': ('not_allowed', 'node %s answered not_allowed: it refuses this client '
+                    '(net_kernel allow list, or a distribution flag it requires that we do not '
+                    'offer; see the node log)'),
+    'nok': ('protocol_error', 'node %s answered nok (a simultaneous connection attempt); retry'),
+    'alive': ('protocol_error', 'node %s already has a connection from our name; retry'),
+}
+
+
+def _handshake(sock, node, cookie, deadline, max_packet):
+    own_node = _own_name(node)
+    creation = _RANDOM.randint(4, 0xFFFFFFFF)
+    own = own_node.encode('utf-8')
+    _hs_send(sock, struct.pack('>BQIH', ord('N'), CLIENT_FLAGS, creation, len(own)) + own,
+             deadline, node)
+
+    status = _hs_recv(sock, deadline, node, 'status')
+    if status[:1] != b's':
+        raise DistError('protocol_error', '%s did not answer like an Erlang node (got %r); is '
+                        'this the distribution port?' % (node, status[:16]))
+    status = status[1:].decode('latin-1')
+    if status not in ('ok', 'ok_simultaneous'):
+        reason, text = _STATUS_ERRORS.get(
+            status, ('protocol_error', 'node %%s answered the unknown status %r' % status[:40]))
+        raise DistError(reason, text % node)
+
+    challenge_msg = _hs_recv(sock, deadline, node, 'challenge')
+    if challenge_msg[:1] != b'N' or len(challenge_msg) < 19:
+        raise DistError('protocol_error', '%s sent no version 6 challenge; nodes older than '
+                        'OTP 23 are not supported' % node)
+    peer_flags, challenge, _, name_len = struct.unpack('>QIIH', challenge_msg[1:19])
+    peer_name = challenge_msg[19:19 + name_len].decode('utf-8', 'replace')
+    if peer_name != node:
+        raise _wrong_peer(node, peer_name)
+
+    own_challenge = _RANDOM.getrandbits(32)
+    _hs_send(sock, struct.pack('>BI', ord('r'), own_challenge) + cookie_digest(cookie, challenge),
+             deadline, node)
+    ack = _hs_recv(sock, deadline, node, 'ack')
+    if len(ack) != 17 or ack[:1] != b'a':
+        raise DistError('protocol_error', '%s sent a malformed challenge ack' % node)
+    if not hmac.compare_digest(ack[1:], cookie_digest(cookie, own_challenge)):
+        raise DistError('cookie_rejected', 'node %s could not prove it knows our cookie: it '
+                        'runs with a different cookie (or is not the node it claims to be)'
+                        % node)
+    return Connection(sock, node, own_node, creation, peer_flags, max_packet)
+
+
+def _wrong_peer(node, peer_name):
+    try:
+        mismatch = is_long_name(peer_name) != is_long_name(node)
+    except ValueError:
+        mismatch = False
+    if mismatch:
+        kind = 'long (-name)' if is_long_name(peer_name) else 'short (-sname)'
+        return DistError('name_type_mismatch', 'asked for %s, but the node there is %s and uses '
+                         '%s names: a cluster cannot mix long and short names; use the node\'s '
+                         'real name' % (node, peer_name, kind))
+    return DistError('not_registered', 'asked for %s, but the node answering there is %s: fix '
+                     'the node name, address or port' % (node, peer_name))

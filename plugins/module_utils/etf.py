@@ -1,0 +1,555 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Erlang external term format: a bounded decoder and the encoder requests need.
+
+Python types: atoms are :class:`Atom` (a ``str``), ``true``/``false`` are ``bool``,
+integers are ``int``, floats ``float``, tuples ``tuple``, lists ``list`` (an
+improper list is :class:`ImproperList`), binaries ``bytes`` (:class:`BitBinary`
+when the last byte is partial), maps ``dict`` (:class:`MapPairs` when a key is
+not hashable), strings (STRING_EXT) lists of ``int``.  Pids, ports, references,
+funs and exports are small value classes; funs stay opaque.
+
+Every length read from the wire is checked against the bytes that are really
+there before anything is allocated, nesting depth is capped and compressed
+terms may not inflate past a limit, so a hostile peer can only get a
+:class:`TermError`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import struct
+import zlib
+
+VERSION = 131
+
+# Tags, named as in erts/emulator/beam/external.h.
+NEW_FLOAT_EXT = 70
+BIT_BINARY_EXT = 77
+COMPRESSED = 80
+ATOM_CACHE_REF = 82
+NEW_PID_EXT = 88
+NEW_PORT_EXT = 89
+NEWER_REFERENCE_EXT = 90
+SMALL_INTEGER_EXT = 97
+INTEGER_EXT = 98
+FLOAT_EXT = 99
+ATOM_EXT = 100
+REFERENCE_EXT = 101
+PORT_EXT = 102
+PID_EXT = 103
+SMALL_TUPLE_EXT = 104
+LARGE_TUPLE_EXT = 105
+NIL_EXT = 106
+STRING_EXT = 107
+LIST_EXT = 108
+BINARY_EXT = 109
+SMALL_BIG_EXT = 110
+LARGE_BIG_EXT = 111
+NEW_FUN_EXT = 112
+EXPORT_EXT = 113
+NEW_REFERENCE_EXT = 114
+SMALL_ATOM_EXT = 115
+MAP_EXT = 116
+FUN_EXT = 117
+ATOM_UTF8_EXT = 118
+SMALL_ATOM_UTF8_EXT = 119
+V4_PORT_EXT = 120
+LOCAL_EXT = 121
+
+MAX_DEPTH = 512
+DEFAULT_MAX_INFLATED = 64 * 1024 * 1024
+
+
+class TermError(ValueError):
+    """The bytes are not a valid (or not an acceptable) external term."""
+
+
+class Atom(str):
+    """An Erlang atom."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return 'Atom(%s)' % str.__repr__(self)
+
+
+class ImproperList(list):
+    """A list whose tail is not ``[]``; the tail is in ``.tail``."""
+
+    def __init__(self, items, tail):
+        super(ImproperList, self).__init__(items)
+        self.tail = tail
+
+    def __eq__(self, other):
+        return (isinstance(other, ImproperList) and list.__eq__(self, other)
+                and self.tail == other.tail)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+
+class BitBinary(bytes):
+    """A bitstring: ``bits`` (1..8) bits of the last byte are used."""
+
+    def __new__(cls, data, bits):
+        obj = super(BitBinary, cls).__new__(cls, data)
+        obj.bits = bits
+        return obj
+
+    def __eq__(self, other):
+        return (isinstance(other, BitBinary) and bytes.__eq__(self, other)
+                and self.bits == other.bits)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((bytes(self), self.bits))
+
+
+class MapPairs(list):
+    """A map with a key Python cannot hash, kept as a list of (key, value)."""
+
+
+class _Value(object):
+    """Base for small immutable, comparable value classes."""
+
+    __slots__ = ()
+
+    def _key(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._key() == other._key()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((type(self).__name__,) + self._key())
+
+    def __repr__(self):
+        return '%s(%s)' % (type(self).__name__,
+                           ', '.join('%s=%r' % (n, getattr(self, n)) for n in self.__slots__))
+
+
+class Pid(_Value):
+    __slots__ = ('node', 'id', 'serial', 'creation')
+
+    def __init__(self, node, id, serial, creation):  # pylint: disable=redefined-builtin
+        self.node, self.id, self.serial, self.creation = Atom(node), id, serial, creation
+
+
+class Port(_Value):
+    __slots__ = ('node', 'id', 'creation')
+
+    def __init__(self, node, id, creation):  # pylint: disable=redefined-builtin
+        self.node, self.id, self.creation = Atom(node), id, creation
+
+
+class Reference(_Value):
+    __slots__ = ('node', 'creation', 'ids')
+
+    def __init__(self, node, creation, ids):
+        self.node, self.creation, self.ids = Atom(node), creation, tuple(ids)
+
+
+class Export(_Value):
+    __slots__ = ('module', 'function', 'arity')
+
+    def __init__(self, module, function, arity):
+        self.module, self.function, self.arity = module, function, arity
+
+
+class Fun(_Value):
+    """A fun, kept opaque: ``raw`` is its encoding after the tag byte."""
+
+    __slots__ = ('tag', 'raw')
+
+    def __init__(self, tag, raw):
+        self.tag, self.raw = tag, bytes(raw)
+
+
+# --------------------------------------------------------------------------- decoding
+
+class _Reader(object):
+    """Cursor over a bytes object; every read is checked against the end."""
+
+    __slots__ = ('data', 'pos', 'max_inflated')
+
+    def __init__(self, data, max_inflated):
+        self.data = data
+        self.pos = 0
+        self.max_inflated = max_inflated
+
+    def remaining(self):
+        return len(self.data) - self.pos
+
+    def take(self, count):
+        if count < 0 or count > len(self.data) - self.pos:
+            raise TermError('term truncated: wanted %d bytes at offset %d, %d left'
+                            % (count, self.pos, self.remaining()))
+        start = self.pos
+        self.pos += count
+        return self.data[start:self.pos]
+
+    def u8(self):
+        return self.take(1)[0]
+
+    def u16(self):
+        return struct.unpack('>H', self.take(2))[0]
+
+    def u32(self):
+        return struct.unpack('>I', self.take(4))[0]
+
+    def i32(self):
+        return struct.unpack('>i', self.take(4))[0]
+
+    def u64(self):
+        return struct.unpack('>Q', self.take(8))[0]
+
+    def count(self, n, min_size):
+        """A declared element count, refused if the bytes left cannot hold it."""
+        if n * min_size > self.remaining():
+            raise TermError('declared %d elements at offset %d but only %d bytes left'
+                            % (n, self.pos, self.remaining()))
+        return n
+
+
+def _atom(text):
+    if text == 'true':
+        return True
+    if text == 'false':
+        return False
+    return Atom(text)
+
+
+def _decode_atom(r, depth):
+    """An atom in a place where only an atom is allowed (node names, modules)."""
+    value = _decode(r, depth + 1)
+    if isinstance(value, bool):
+        return Atom('true' if value else 'false')
+    if not isinstance(value, Atom):
+        raise TermError('expected an atom at offset %d' % r.pos)
+    return value
+
+
+def _decode_int(r, depth):
+    value = _decode(r, depth + 1)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TermError('expected an integer at offset %d' % r.pos)
+    return value
+
+
+def _big(r, n):
+    sign = r.u8()
+    value = int.from_bytes(r.take(n), 'little')
+    return -value if sign else value
+
+
+def _text(raw, encoding):
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        raise TermError('atom text is not valid %s' % encoding)
+
+
+def _decode_fun_ext(r, depth):
+    # Old FUN_EXT (OTP < 23 senders): NumFree, Pid, Module, Index, Uniq, Free vars.
+    start = r.pos
+    num_free = r.count(r.u32(), 1)
+    _decode(r, depth + 1)
+    _decode_atom(r, depth)
+    _decode_int(r, depth)
+    _decode_int(r, depth)
+    for _ in range(num_free):
+        _decode(r, depth + 1)
+    return Fun(FUN_EXT, r.data[start:r.pos])
+
+
+def _decode_new_fun(r, depth):
+    start = r.pos
+    size = r.u32()
+    if size < 4:
+        raise TermError('NEW_FUN_EXT size %d is too small' % size)
+    r.take(size - 4)
+    return Fun(NEW_FUN_EXT, r.data[start:r.pos])
+
+
+def _decode_map(r, depth):
+    arity = r.count(r.u32(), 2)
+    pairs = [(_decode(r, depth + 1), _decode(r, depth + 1)) for _ in range(arity)]
+    try:
+        return dict(pairs)
+    except TypeError:
+        return MapPairs(pairs)
+
+
+def _decode_list(r, depth):
+    length = r.count(r.u32(), 1)
+    items = [_decode(r, depth + 1) for _ in range(length)]
+    tail = _decode(r, depth + 1)
+    if tail == [] and not isinstance(tail, ImproperList):
+        return items
+    return ImproperList(items, tail)
+
+
+def _decode_float_ext(r):
+    raw = r.take(31).split(b'\0', 1)[0]
+    try:
+        return float(raw.decode('ascii'))
+    except (UnicodeDecodeError, ValueError):
+        raise TermError('FLOAT_EXT is not a number')
+
+
+def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-branches
+    if depth > MAX_DEPTH:
+        raise TermError('term nested deeper than %d levels' % MAX_DEPTH)
+    tag = r.u8()
+    if tag == SMALL_INTEGER_EXT:
+        return r.u8()
+    if tag == INTEGER_EXT:
+        return r.i32()
+    if tag in (SMALL_ATOM_UTF8_EXT, SMALL_ATOM_EXT):
+        raw = r.take(r.u8())
+        return _atom(_text(raw, 'utf-8' if tag == SMALL_ATOM_UTF8_EXT else 'latin-1'))
+    if tag in (ATOM_UTF8_EXT, ATOM_EXT):
+        raw = r.take(r.u16())
+        return _atom(_text(raw, 'utf-8' if tag == ATOM_UTF8_EXT else 'latin-1'))
+    if tag == SMALL_TUPLE_EXT:
+        return tuple(_decode(r, depth + 1) for _ in range(r.count(r.u8(), 1)))
+    if tag == LARGE_TUPLE_EXT:
+        return tuple(_decode(r, depth + 1) for _ in range(r.count(r.u32(), 1)))
+    if tag == NIL_EXT:
+        return []
+    if tag == STRING_EXT:
+        return list(r.take(r.u16()))
+    if tag == LIST_EXT:
+        return _decode_list(r, depth)
+    if tag == BINARY_EXT:
+        return bytes(r.take(r.u32()))
+    if tag == BIT_BINARY_EXT:
+        length = r.u32()
+        bits = r.u8()
+        if not 1 <= bits <= 8 or length == 0:
+            raise TermError('BIT_BINARY_EXT with %d bits in the last of %d bytes' % (bits, length))
+        return BitBinary(r.take(length), bits)
+    if tag == MAP_EXT:
+        return _decode_map(r, depth)
+    if tag == NEW_FLOAT_EXT:
+        return struct.unpack('>d', r.take(8))[0]
+    if tag == FLOAT_EXT:
+        return _decode_float_ext(r)
+    if tag == SMALL_BIG_EXT:
+        return _big(r, r.u8())
+    if tag == LARGE_BIG_EXT:
+        return _big(r, r.u32())
+    if tag == NEW_PID_EXT:
+        return Pid(_decode_atom(r, depth), r.u32(), r.u32(), r.u32())
+    if tag == PID_EXT:
+        return Pid(_decode_atom(r, depth), r.u32(), r.u32(), r.u8())
+    if tag == V4_PORT_EXT:
+        return Port(_decode_atom(r, depth), r.u64(), r.u32())
+    if tag == NEW_PORT_EXT:
+        return Port(_decode_atom(r, depth), r.u32(), r.u32())
+    if tag == PORT_EXT:
+        return Port(_decode_atom(r, depth), r.u32(), r.u8())
+    if tag in (NEWER_REFERENCE_EXT, NEW_REFERENCE_EXT):
+        words = r.u16()
+        if words > 5:
+            raise TermError('reference with %d id words (at most 5)' % words)
+        node = _decode_atom(r, depth)
+        creation = r.u32() if tag == NEWER_REFERENCE_EXT else r.u8()
+        return Reference(node, creation, [r.u32() for _ in range(words)])
+    if tag == REFERENCE_EXT:
+        node = _decode_atom(r, depth)
+        ref_id = r.u32()
+        return Reference(node, r.u8(), [ref_id])
+    if tag == EXPORT_EXT:
+        return Export(_decode_atom(r, depth), _decode_atom(r, depth), _decode_int(r, depth))
+    if tag == NEW_FUN_EXT:
+        return _decode_new_fun(r, depth)
+    if tag == FUN_EXT:
+        return _decode_fun_ext(r, depth)
+    if tag == ATOM_CACHE_REF:
+        raise TermError('ATOM_CACHE_REF received, but the atom cache was not negotiated')
+    if tag == LOCAL_EXT:
+        raise TermError('LOCAL_EXT can only be decoded by the node that made it')
+    if tag == COMPRESSED:
+        raise TermError('COMPRESSED is only allowed right after the version byte')
+    raise TermError('unknown term tag %d at offset %d' % (tag, r.pos - 1))
+
+
+def _inflate(r):
+    size = r.u32()
+    if size > r.max_inflated:
+        raise TermError('compressed term claims %d bytes, more than the %d allowed'
+                        % (size, r.max_inflated))
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(r.take(r.remaining()), size + 1)
+    except zlib.error as exc:
+        raise TermError('compressed term is corrupt: %s' % exc)
+    if len(data) != size or not inflater.eof:
+        raise TermError('compressed term inflates to %s, not the %d bytes it claims'
+                        % ('more' if len(data) > size else '%d' % len(data), size))
+    return data
+
+
+def decode_term(data, offset=0, max_inflated=DEFAULT_MAX_INFLATED):
+    """Decode one versioned term from ``data[offset:]``.
+
+    Returns ``(term, end_offset)``.  A compressed term takes the rest of ``data``.
+    Raises :class:`TermError` for anything malformed.
+    """
+    data = bytes(data)
+    r = _Reader(data, max_inflated)
+    r.pos = offset
+    if r.u8() != VERSION:
+        raise TermError('term does not start with version byte 131')
+    if r.remaining() and r.data[r.pos] == COMPRESSED:
+        r.pos += 1
+        inner = _Reader(_inflate(r), max_inflated)
+        term = _decode(inner, 0)
+        if inner.remaining():
+            raise TermError('%d stray bytes after the compressed term' % inner.remaining())
+        return term, r.pos
+    try:
+        return _decode(r, 0), r.pos
+    except RecursionError:  # only if the caller's stack is already deep
+        raise TermError('term nested too deeply')
+
+
+def binary_to_term(data, max_inflated=DEFAULT_MAX_INFLATED):
+    """Decode a whole binary holding exactly one versioned term."""
+    term, end = decode_term(data, 0, max_inflated)
+    if end != len(data):
+        raise TermError('%d stray bytes after the term' % (len(data) - end))
+    return term
+
+
+# --------------------------------------------------------------------------- encoding
+
+def _encode_atom(text, out):
+    raw = text.encode('utf-8')
+    if len(raw) < 256:
+        out += struct.pack('>BB', SMALL_ATOM_UTF8_EXT, len(raw))
+    elif len(text) <= 255:
+        out += struct.pack('>BH', ATOM_UTF8_EXT, len(raw))
+    else:
+        raise TermError('atom longer than 255 characters: %r...' % text[:20])
+    out += raw
+
+
+def _encode_int(value, out):
+    if 0 <= value < 256:
+        out += struct.pack('>BB', SMALL_INTEGER_EXT, value)
+    elif -2 ** 31 <= value < 2 ** 31:
+        out += struct.pack('>Bi', INTEGER_EXT, value)
+    else:
+        magnitude = abs(value)
+        raw = magnitude.to_bytes((magnitude.bit_length() + 7) // 8, 'little')
+        if len(raw) < 256:
+            out += struct.pack('>BB', SMALL_BIG_EXT, len(raw))
+        else:
+            out += struct.pack('>BI', LARGE_BIG_EXT, len(raw))
+        out += struct.pack('>B', 1 if value < 0 else 0) + raw
+
+
+def _encode(term, out, depth):  # pylint: disable=too-many-branches
+    if depth > MAX_DEPTH:
+        raise TermError('term nested deeper than %d levels' % MAX_DEPTH)
+    if isinstance(term, bool):
+        _encode_atom('true' if term else 'false', out)
+    elif isinstance(term, Atom):
+        _encode_atom(term, out)
+    elif isinstance(term, int):
+        _encode_int(term, out)
+    elif isinstance(term, float):
+        out += struct.pack('>Bd', NEW_FLOAT_EXT, term)
+    elif isinstance(term, BitBinary):
+        out += struct.pack('>BIB', BIT_BINARY_EXT, len(term), term.bits) + bytes(term)
+    elif isinstance(term, (bytes, bytearray)):
+        out += struct.pack('>BI', BINARY_EXT, len(term)) + bytes(term)
+    elif isinstance(term, str):
+        # A Python str is an Erlang string: a list of code points.
+        _encode_list([ord(c) for c in term], [], out, depth)
+    elif isinstance(term, tuple):
+        if len(term) < 256:
+            out += struct.pack('>BB', SMALL_TUPLE_EXT, len(term))
+        else:
+            out += struct.pack('>BI', LARGE_TUPLE_EXT, len(term))
+        for item in term:
+            _encode(item, out, depth + 1)
+    elif isinstance(term, (dict, MapPairs)):
+        pairs = term.items() if isinstance(term, dict) else term
+        out += struct.pack('>BI', MAP_EXT, len(pairs))
+        for key, value in pairs:
+            _encode(key, out, depth + 1)
+            _encode(value, out, depth + 1)
+    elif isinstance(term, ImproperList):
+        _encode_list(term, term.tail, out, depth)
+    elif isinstance(term, list):
+        _encode_list(term, [], out, depth)
+    elif isinstance(term, Pid):
+        out += struct.pack('>B', NEW_PID_EXT)
+        _encode_atom(term.node, out)
+        out += struct.pack('>III', term.id, term.serial, term.creation)
+    elif isinstance(term, Port):
+        out += struct.pack('>B', V4_PORT_EXT)
+        _encode_atom(term.node, out)
+        out += struct.pack('>QI', term.id, term.creation)
+    elif isinstance(term, Reference):
+        out += struct.pack('>BH', NEWER_REFERENCE_EXT, len(term.ids))
+        _encode_atom(term.node, out)
+        out += struct.pack('>I', term.creation)
+        out += struct.pack('>%dI' % len(term.ids), *term.ids)
+    elif isinstance(term, Export):
+        out += struct.pack('>B', EXPORT_EXT)
+        _encode_atom(term.module, out)
+        _encode_atom(term.function, out)
+        _encode_int(term.arity, out)
+    elif isinstance(term, Fun):
+        out += struct.pack('>B', term.tag) + term.raw
+    else:
+        raise TermError('cannot encode %s as an Erlang term' % type(term).__name__)
+
+
+def _encode_list(items, tail, out, depth):
+    if not items and tail == []:
+        out.append(NIL_EXT)
+        return
+    if tail == [] and len(items) < 65536 and all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 256 for i in items):
+        out += struct.pack('>BH', STRING_EXT, len(items)) + bytes(items)
+        return
+    out += struct.pack('>BI', LIST_EXT, len(items))
+    for item in items:
+        _encode(item, out, depth + 1)
+    _encode(tail, out, depth + 1)
+
+
+def term_to_binary(term):
+    """Encode ``term`` with the version byte, as ``erlang:term_to_binary/1`` does."""
+    out = bytearray([VERSION])
+    _encode(term, out, 0)
+    return bytes(out)
+
+
+def as_text(term):
+    """A string-like term (charlist, binary, atom) as ``str``; ``None`` otherwise."""
+    if isinstance(term, bool):
+        return None
+    if isinstance(term, str):
+        return str(term)
+    if isinstance(term, (bytes, bytearray)) and not isinstance(term, BitBinary):
+        return bytes(term).decode('utf-8', 'replace')
+    if isinstance(term, list) and not isinstance(term, ImproperList) and all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 0x10FFFF for i in term):
+        return ''.join(chr(i) for i in term)
+    return None
