@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the cluster modules ask an ejabberd node, over the bundled client."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import time
+
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text
+
+
+def _node_list(term, what, node):
+    if not isinstance(term, list):
+        raise erldist.DistError('rpc_error', '%s on %s returned %s, not a list of nodes'
+                                % (what, node, erldist.format_term(term)))
+    return sorted(str(n) for n in term)
+
+
+def cluster_view(conn, timeout):
+    """The node's own view: ``running_nodes``, ``known_nodes``, ``stopped_nodes``.
+
+    Raises DistError (``rpc_error`` when ejabberd is not running on the node).
+    """
+    try:
+        running = _node_list(conn.rpc('ejabberd_cluster', 'get_nodes', [], timeout),
+                             'ejabberd_cluster:get_nodes()', conn.node)
+        known = _node_list(conn.rpc('ejabberd_cluster', 'get_known_nodes', [], timeout),
+                           'ejabberd_cluster:get_known_nodes()', conn.node)
+    except erldist.DistError as exc:
+        if exc.reason != 'rpc_error':
+            raise
+        raise erldist.DistError('rpc_error', 'node %s answers, but ejabberd does not (is the '
+                                'ejabberd application running there?): %s' % (conn.node, exc))
+    stopped = sorted(set(known) - set(running))
+    return dict(running_nodes=running, known_nodes=known, stopped_nodes=stopped)
+
+
+def ejabberd_version(conn, timeout):
+    """ejabberd's version string as its application resource says, or None."""
+    answer = conn.rpc('application', 'get_key', [Atom('ejabberd'), Atom('vsn')], timeout)
+    if isinstance(answer, tuple) and len(answer) == 2 and answer[0] == Atom('ok'):
+        return as_text(answer[1])
+    return None
+
+
+def otp_release(conn, timeout):
+    return as_text(conn.rpc('erlang', 'system_info', [Atom('otp_release')], timeout))
+
+
+def admin_result(term):
+    """``(ok, message)`` from what an ejabberd_admin command returned.
+
+    23.01 answers ``ok`` or ``{error, Reason}``; 24.06+ ``{ok, Text}`` or
+    ``{error, Text}``.
+    """
+    if term == Atom('ok'):
+        return True, ''
+    if isinstance(term, tuple) and len(term) >= 2 and term[0] in (Atom('ok'), Atom('error')):
+        text = as_text(term[1])
+        detail = text if text is not None else erldist.format_term(term[1])
+        return term[0] == Atom('ok'), detail
+    return False, erldist.format_term(term)
+
+
+def poll(check, wait_timeout, interval=0.25):
+    """Call ``check()`` until it returns a true value or ``wait_timeout`` passes.
+
+    Returns the last value.  DistErrors count as "not yet" (a node restarting
+    its ejabberd application answers badrpc for a moment) but the last one is
+    raised if time runs out while failing.
+    """
+    end = time.monotonic() + wait_timeout
+    while True:
+        error = None
+        try:
+            value = check()
+        except erldist.DistError as exc:
+            value, error = None, exc
+        if value:
+            return value
+        if time.monotonic() >= end:
+            if error is not None:
+                raise error
+            return value
+        time.sleep(interval)

@@ -1,0 +1,221 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r'''
+module: ejabberd_cluster_info
+short_description: Read an ejabberd node's cluster membership, and check it
+version_added: 0.1.0
+description:
+  - Asks an ejabberd node over the Erlang distribution protocol which nodes of its cluster are
+    running and which it knows, and which ejabberd and Erlang/OTP releases it runs.
+  - With O(expected_nodes), fails when the running members differ from the expected ones.
+  - With O(check_peers=true), also asks every other member for its own view and fails on
+    disagreement (split brain) or on a running member that cannot be reached.
+extends_documentation_fragment:
+  - xmpp.ejabberd.connection
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details: The module only reads; it runs the same in check mode.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+options:
+  expected_nodes:
+    description:
+      - Node names that must be exactly the running members of the cluster.
+      - The order does not matter.
+    type: list
+    elements: str
+  check_peers:
+    description:
+      - Connect to every other node this node knows (and to every expected node), with the same
+        cookie and port settings, and compare each one's view of the running members.
+      - A known member that cannot be reached counts as stopped when the node does not list it as
+        running; a member listed as running that cannot be reached is a failure.
+    type: bool
+    default: false
+  peer_addresses:
+    description:
+      - TCP addresses to use for other members, as a mapping of node name to address.
+      - Members not listed are reached at the host part of their node name.
+    type: dict
+    default: {}
+author:
+  - xmpp.ejabberd contributors
+'''
+
+EXAMPLES = r'''
+- name: Read the local node's view of its cluster
+  xmpp.ejabberd.ejabberd_cluster_info:
+  become: true
+  register: cluster
+
+- name: Prove that the three nodes form one cluster, as seen from every member
+  xmpp.ejabberd.ejabberd_cluster_info:
+    node: ejabberd@xmpp1.example.org
+    cookie: "{{ vault_erlang_cookie }}"
+    dist_port: 5210
+    expected_nodes:
+      - ejabberd@xmpp1.example.org
+      - ejabberd@xmpp2.example.org
+      - ejabberd@xmpp3.example.org
+    check_peers: true
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+node:
+  description: The node asked.
+  returned: always
+  type: str
+running_nodes:
+  description: Running members of the cluster as the node sees them (C(ejabberd_cluster:get_nodes())), sorted.
+  returned: success, or when the membership check fails
+  type: list
+  elements: str
+  sample: [ejabberd@xmpp1.example.org, ejabberd@xmpp2.example.org]
+known_nodes:
+  description: All members the node knows, running or not (C(ejabberd_cluster:get_known_nodes())), sorted.
+  returned: success, or when the membership check fails
+  type: list
+  elements: str
+stopped_nodes:
+  description: Known members that are not running, sorted.
+  returned: success, or when the membership check fails
+  type: list
+  elements: str
+ejabberd_version:
+  description: ejabberd release of the node.
+  returned: success, or when the membership check fails
+  type: str
+  sample: "24.12"
+otp_release:
+  description: Erlang/OTP release of the node.
+  returned: success, or when the membership check fails
+  type: str
+  sample: "27"
+missing:
+  description: Expected nodes that are not running members.
+  returned: when O(expected_nodes) is given
+  type: list
+  elements: str
+unexpected:
+  description: Running members that are not expected.
+  returned: when O(expected_nodes) is given
+  type: list
+  elements: str
+views:
+  description:
+    - Each member's own view (running_nodes, known_nodes, stopped_nodes), keyed by node name; a
+      member that could not be reached has C(reachable=false), C(reason) and C(msg) instead.
+  returned: when O(check_peers=true)
+  type: dict
+split_brain:
+  description: Whether reachable members disagree on the running members.
+  returned: when O(check_peers=true)
+  type: bool
+reason:
+  description: The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)).
+  returned: on failure to reach a node
+  type: str
+  sample: cookie_rejected
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erldist
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd
+
+
+def own_view(target):
+    """Facts of the node asked; raises DistError."""
+    with erldist.connect(**target) as conn:
+        facts = ejabberd.cluster_view(conn, target['timeout'])
+        facts['ejabberd_version'] = ejabberd.ejabberd_version(conn, target['timeout'])
+        facts['otp_release'] = ejabberd.otp_release(conn, target['timeout'])
+    return facts
+
+
+def peer_views(target, facts, expected, peer_addresses):
+    """Every other member's view; unreachable ones carry reason and msg."""
+    peers = set(facts['known_nodes']) | set(expected) | set(facts['running_nodes'])
+    peers.discard(target['node'])
+    views = {target['node']: {k: facts[k] for k in ('running_nodes', 'known_nodes', 'stopped_nodes')}}
+    for peer in sorted(peers):
+        options = dict(target, node=peer, address=peer_addresses.get(peer))
+        try:
+            with erldist.connect(**options) as conn:
+                views[peer] = ejabberd.cluster_view(conn, target['timeout'])
+        except erldist.DistError as exc:
+            views[peer] = dict(reachable=False, reason=exc.reason, msg=str(exc))
+    return views
+
+
+def peer_problems(target, facts, views):
+    """``(disagreements, unreachable)``: sentences about members that see another
+    cluster, and about running members that cannot be reached."""
+    disagreements, unreachable = [], []
+    for peer, view in sorted(views.items()):
+        if 'reason' in view:
+            if peer in facts['running_nodes']:
+                unreachable.append('running member %s cannot be reached: %s' % (peer, view['msg']))
+        elif view['running_nodes'] != facts['running_nodes']:
+            disagreements.append('%s sees running members %s, but %s sees %s'
+                                 % (peer, view['running_nodes'], target['node'],
+                                    facts['running_nodes']))
+    return disagreements, unreachable
+
+
+def main():
+    module = AnsibleModule(**connection.module_kwargs(dict(
+        expected_nodes=dict(type='list', elements='str'),
+        check_peers=dict(type='bool', default=False),
+        peer_addresses=dict(type='dict', default={}),
+    )))
+    params = module.params
+    try:
+        target = connection.resolve(params)
+        expected = sorted(set(connection.validate_node(n, 'expected_nodes')
+                              for n in params['expected_nodes'] or []))
+    except connection.ConnectionOptionError as exc:
+        module.fail_json(msg=str(exc), reason='bad_parameter')
+
+    result = dict(changed=False, node=target['node'])
+    try:
+        facts = own_view(target)
+    except erldist.DistError as exc:
+        module.fail_json(msg=str(exc), reason=exc.reason, **result)
+    result.update(facts)
+
+    failures = []
+    if params['expected_nodes'] is not None:
+        result['missing'] = sorted(set(expected) - set(facts['running_nodes']))
+        result['unexpected'] = sorted(set(facts['running_nodes']) - set(expected))
+        if result['missing'] or result['unexpected']:
+            failures.append('the running members of the cluster are not the expected ones '
+                            '(missing: %s; unexpected: %s)'
+                            % (', '.join(result['missing']) or 'none',
+                               ', '.join(result['unexpected']) or 'none'))
+    if params['check_peers']:
+        views = peer_views(target, facts, expected, params['peer_addresses'])
+        disagreements, unreachable = peer_problems(target, facts, views)
+        result.update(views=views, split_brain=bool(disagreements))
+        reasons = [v['reason'] for n, v in sorted(views.items())
+                   if 'reason' in v and n in facts['running_nodes']]
+        if reasons:
+            result['reason'] = reasons[0]
+        failures.extend(disagreements + unreachable)
+    if failures:
+        module.fail_json(msg='; '.join(failures), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,295 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r'''
+module: ejabberd_cluster_member
+short_description: Join an ejabberd node to a cluster, or remove it from one
+version_added: 0.1.0
+description:
+  - With O(state=present), makes O(node) a member of the cluster that O(cluster_node) belongs to,
+    through ejabberd's own C(join_cluster), run on O(node) over the Erlang distribution protocol.
+  - With O(state=absent), removes O(node) from that cluster through ejabberd's C(leave_cluster),
+    run on O(cluster_node).
+  - Idempotent; after acting it waits until the change is visible on both nodes (since ejabberd
+    24.06 a join returns at once and completes in the background).
+  - Joining wipes the joining node's Mnesia database (all its local data). The module refuses to
+    join a node that already knows other nodes (it belongs to another cluster) unless O(force=true).
+extends_documentation_fragment:
+  - xmpp.ejabberd.connection
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details: Reads both nodes and reports what would change; nothing is changed.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details: The cluster members known to O(node) before and after.
+options:
+  cluster_node:
+    description:
+      - A node of the cluster to join or leave, C(name@host). It uses the same cookie, the same
+        kind of names (long or short) and the same O(dist_port) as O(node).
+    type: str
+    required: true
+  cluster_address:
+    description:
+      - TCP address of O(cluster_node), when it is not the host part of its name.
+    type: str
+  state:
+    description:
+      - V(present) makes O(node) a member; V(absent) removes it.
+      - ejabberd stops the node that leaves (it halts its Erlang VM); started again, it is a
+        standalone node with an empty database.
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description:
+      - Join even when O(node) already belongs to another cluster. Its Mnesia data is lost.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for the join or leave to be complete and visible on both nodes.
+    type: float
+    default: 120
+author:
+  - xmpp.ejabberd contributors
+'''
+
+EXAMPLES = r'''
+- name: Join this host's node to the cluster of the first host
+  xmpp.ejabberd.ejabberd_cluster_member:
+    cluster_node: "ejabberd@{{ groups['xmpp'][0] }}"
+  become: true
+
+- name: Remove a node from the cluster, from the control machine
+  xmpp.ejabberd.ejabberd_cluster_member:
+    node: ejabberd@xmpp3.example.org
+    cluster_node: ejabberd@xmpp1.example.org
+    cookie: "{{ vault_erlang_cookie }}"
+    dist_port: 5210
+    state: absent
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+node:
+  description: The node that joined or left.
+  returned: always
+  type: str
+cluster_node:
+  description: The member of the cluster used.
+  returned: always
+  type: str
+running_nodes:
+  description: Running members of the cluster, as O(cluster_node) sees them at the end, sorted.
+  returned: success
+  type: list
+  elements: str
+  sample: [ejabberd@xmpp1.example.org, ejabberd@xmpp2.example.org]
+before:
+  description: Members (known nodes) of the cluster of O(node) before, sorted.
+  returned: success
+  type: list
+  elements: str
+after:
+  description: Members (known nodes) of the cluster of O(node) after (predicted in check mode), sorted.
+  returned: success
+  type: list
+  elements: str
+message:
+  description: What ejabberd answered to the join or leave request.
+  returned: when changed and not in check mode
+  type: str
+elapsed_s:
+  description: Seconds from the request until the change was visible on both nodes.
+  returned: when changed and not in check mode
+  type: float
+reason:
+  description: The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)).
+  returned: on failure to reach a node
+  type: str
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erldist
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd
+
+
+class Member(object):
+    """Both ends of a membership change, with a connection to each that heals itself."""
+
+    def __init__(self, module, target, cluster_target):
+        self.module = module
+        self.targets = {'node': target, 'cluster_node': cluster_target}
+        self.conns = {}
+        self.result = dict(changed=False, node=target['node'], cluster_node=cluster_target['node'])
+
+    def fail(self, msg, **extra):
+        self.close()
+        self.result.update(extra)
+        self.module.fail_json(msg=msg, **self.result)
+
+    def view(self, which):
+        """The cluster view of one end; a dropped connection is made again next time."""
+        target = self.targets[which]
+        try:
+            if which not in self.conns:
+                self.conns[which] = erldist.connect(**target)
+            return ejabberd.cluster_view(self.conns[which], target['timeout'])
+        except erldist.DistError:
+            conn = self.conns.pop(which, None)
+            if conn is not None:
+                conn.close()
+            raise
+
+    def view_or_fail(self, which, doing):
+        try:
+            return self.view(which)
+        except erldist.DistError as exc:
+            self.fail('cannot %s: %s %s: %s' % (doing, which, self.targets[which]['node'], exc),
+                      reason=exc.reason)
+
+    def call(self, which, function, arg):
+        target = self.targets[which]
+        conn = self.conns[which]
+        wait = self.module.params['wait_timeout'] + target['timeout']
+        try:
+            answer = conn.rpc('ejabberd_admin', function, [arg.encode('utf-8')], wait)
+        except erldist.DistError as exc:
+            self.fail('ejabberd_admin:%s on %s failed: %s' % (function, target['node'], exc),
+                      reason=exc.reason)
+        return ejabberd.admin_result(answer)
+
+    def close(self):
+        for conn in self.conns.values():
+            conn.close()
+        self.conns = {}
+
+
+def join(member, force):
+    node, seed = member.result['node'], member.result['cluster_node']
+    mine = member.view_or_fail('node', 'read the cluster of the joining node')
+    member.result['before'] = mine['known_nodes']
+    if seed in mine['known_nodes']:
+        member.result['after'] = mine['known_nodes']
+        if seed not in mine['running_nodes']:
+            member.module.warn('%s is a member of the cluster of %s, but that node is not running'
+                               % (node, seed))
+        return
+    theirs = member.view_or_fail('cluster_node', 'reach the cluster to join')
+    others = sorted(set(mine['known_nodes']) - {node})
+    if others and not force:
+        member.fail('%s already belongs to a cluster with %s. Joining the cluster of %s would wipe '
+                    'its Mnesia database (all its local data). Remove it from its cluster first, '
+                    'or set force: true if losing that data is intended.'
+                    % (node, ', '.join(others), seed))
+    member.result.update(changed=True, after=sorted(set(theirs['known_nodes']) | {node}))
+    if member.module.check_mode:
+        return
+
+    started = time.monotonic()
+    ok, message = member.call('node', 'join_cluster', seed)
+    if not ok:
+        member.fail('ejabberd on %s refused to join the cluster of %s: %s' % (node, seed, message))
+    member.result['message'] = message
+
+    def joined():
+        return (seed in member.view('node')['running_nodes']
+                and node in member.view('cluster_node')['running_nodes'])
+    wait_for(member, joined, 'join')
+    member.result['elapsed_s'] = round(time.monotonic() - started, 2)
+    member.result['after'] = member.view('node')['known_nodes']
+
+
+def leave(member):
+    node, seed = member.result['node'], member.result['cluster_node']
+    theirs = member.view_or_fail('cluster_node', 'reach the cluster to leave')
+    member.result['before'] = theirs['known_nodes']
+    member.result['after'] = sorted(set(theirs['known_nodes']) - {node})
+    if node not in theirs['known_nodes']:
+        return
+    member.result['changed'] = True
+    if member.module.check_mode:
+        return
+
+    started = time.monotonic()
+    ok, message = member.call('cluster_node', 'leave_cluster', node)
+    if not ok:
+        member.fail('ejabberd on %s refused to remove %s from the cluster: %s'
+                    % (seed, node, message))
+    member.result['message'] = message
+
+    def left():
+        return node not in member.view('cluster_node')['known_nodes']
+    wait_for(member, left, 'leave')
+    member.result['elapsed_s'] = round(time.monotonic() - started, 2)
+    member.result['after'] = member.view('cluster_node')['known_nodes']
+
+
+def wait_for(member, check, what):
+    timeout = member.module.params['wait_timeout']
+    try:
+        done = ejabberd.poll(check, timeout)
+    except erldist.DistError as exc:
+        member.fail('the %s did not complete within wait_timeout (%s s): %s'
+                    % (what, timeout, exc), reason=exc.reason)
+    if not done:
+        member.fail('the %s was accepted but is not visible on both %s and %s after wait_timeout '
+                    '(%s s); check both nodes\' logs, or raise wait_timeout'
+                    % (what, member.result['node'], member.result['cluster_node'], timeout))
+
+
+def main():
+    module = AnsibleModule(**connection.module_kwargs(dict(
+        cluster_node=dict(type='str', required=True),
+        cluster_address=dict(type='str'),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        force=dict(type='bool', default=False),
+        wait_timeout=dict(type='float', default=120.0),
+    )))
+    params = module.params
+    try:
+        target = connection.resolve(params)
+        seed = connection.validate_node(params['cluster_node'], 'cluster_node')
+    except connection.ConnectionOptionError as exc:
+        module.fail_json(msg=str(exc), reason='bad_parameter')
+    if seed == target['node']:
+        module.fail_json(msg='cluster_node: %s is the node itself; name another member of the '
+                         'cluster' % seed, reason='bad_parameter')
+    if erldist.is_long_name(seed) != erldist.is_long_name(target['node']):
+        module.fail_json(msg='cluster_node: %s and node %s mix long and short node names; a '
+                         'cluster cannot do that. Start every node with the same kind of name'
+                         % (seed, target['node']), reason='name_type_mismatch')
+    if not 0 < params['wait_timeout'] <= 3600:
+        module.fail_json(msg='wait_timeout: must be between 0 and 3600 seconds',
+                         reason='bad_parameter')
+
+    member = Member(module, target, dict(target, node=seed, address=params['cluster_address']))
+    if params['state'] == 'present':
+        join(member, params['force'])
+    else:
+        leave(member)
+    try:
+        member.result['running_nodes'] = member.view('cluster_node')['running_nodes']
+    except erldist.DistError as exc:
+        member.fail('cannot read the cluster at the end: %s' % exc, reason=exc.reason)
+    member.close()
+    result = member.result
+    result['diff'] = dict(before=dict(members=result.get('before', [])),
+                          after=dict(members=result.get('after', [])))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
