@@ -39,6 +39,13 @@ def cluster_view(conn, timeout):
     return dict(running_nodes=running, known_nodes=known, stopped_nodes=stopped)
 
 
+def ejabberd_started(conn, timeout):
+    """Whether the ejabberd application is up (a join restarts it in the background)."""
+    apps = conn.rpc('application', 'which_applications', [], timeout)
+    return isinstance(apps, list) and any(
+        isinstance(app, tuple) and app and app[0] == Atom('ejabberd') for app in apps)
+
+
 def ejabberd_version(conn, timeout):
     """ejabberd's version string as its application resource says, or None."""
     answer = conn.rpc('application', 'get_key', [Atom('ejabberd'), Atom('vsn')], timeout)

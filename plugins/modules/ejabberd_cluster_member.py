@@ -153,6 +153,9 @@ class Member(object):
                 conn.close()
             raise
 
+    def started(self, which):
+        return ejabberd.ejabberd_started(self.conns[which], self.targets[which]['timeout'])
+
     def view_or_fail(self, which, doing):
         try:
             return self.view(which)
@@ -205,8 +208,11 @@ def join(member, force):
     member.result['message'] = message
 
     def joined():
+        # Since 24.06 Mnesia sees the seed before the tables are copied and
+        # ejabberd is started again: wait for all of it.
         return (seed in member.view('node')['running_nodes']
-                and node in member.view('cluster_node')['running_nodes'])
+                and node in member.view('cluster_node')['running_nodes']
+                and member.started('node'))
     wait_for(member, joined, 'join')
     member.result['elapsed_s'] = round(time.monotonic() - started, 2)
     member.result['after'] = member.view('node')['known_nodes']
