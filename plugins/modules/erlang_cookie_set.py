@@ -16,9 +16,9 @@ description:
     C(erlang:set_cookie/1), and for every node it is connected to with C(erlang:set_cookie/2),
     so that the node accepts and makes new connections with the new cookie. Connections that are
     up stay up (Erlang/OTP 24.1 or later).
-  - Idempotent: a node that already accepts O(new_cookie) is left alone.
+  - Idempotent, a node that already accepts O(new_cookie) is left alone.
   - Run it on every member of a cluster, then write the new cookie file, to rotate a cluster's
-    cookie without splitting it (the P(xmpp.ejabberd.rotate_cookie#playbook) playbook does this).
+    cookie without splitting it (the playbook C(xmpp.ejabberd.rotate_cookie) does this).
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
 attributes:

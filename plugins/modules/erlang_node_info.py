@@ -107,9 +107,9 @@ elapsed_ms:
   sample: 2.4
 reason:
   description:
-    - Why the node could not be reached: V(unreachable), V(epmd_unreachable),
+    - Why the node could not be reached, one of V(unreachable), V(epmd_unreachable),
       V(not_registered), V(not_allowed), V(cookie_rejected), V(name_type_mismatch),
-      V(timeout), V(protocol_error) or V(rpc_error).
+      V(timeout), V(protocol_error) or V(rpc_error); V(bad_parameter) for a bad option.
   returned: when not reachable
   type: str
   sample: cookie_rejected
