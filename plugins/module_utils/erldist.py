@@ -122,7 +122,7 @@ def _connect(address, port, deadline, refused_reason, what):
         raise DistError('unreachable', 'cannot resolve host %r for %s (%s): fix the host part '
                         'of the node name or set address' % (address, what, exc))
     last = None
-    for family, socktype, proto, _, sockaddr in infos:
+    for family, socktype, proto, dummy, sockaddr in infos:
         sock = socket.socket(family, socktype, proto)
         try:
             sock.settimeout(deadline.left())
@@ -471,7 +471,7 @@ def _handshake(sock, node, cookie, deadline, max_packet):
     if challenge_msg[:1] != b'N' or len(challenge_msg) < 19:
         raise DistError('protocol_error', '%s sent no version 6 challenge; nodes older than '
                         'OTP 23 are not supported' % node)
-    peer_flags, challenge, _, name_len = struct.unpack('>QIIH', challenge_msg[1:19])
+    peer_flags, challenge, dummy, name_len = struct.unpack('>QIIH', challenge_msg[1:19])
     peer_name = challenge_msg[19:19 + name_len].decode('utf-8', 'replace')
     if peer_name != node:
         raise _wrong_peer(node, peer_name)

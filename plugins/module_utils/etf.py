@@ -267,7 +267,7 @@ def _decode_fun_ext(r, depth):
     _decode_atom(r, depth)
     _decode_int(r, depth)
     _decode_int(r, depth)
-    for _ in range(num_free):
+    for dummy in range(num_free):
         _decode(r, depth + 1)
     return Fun(FUN_EXT, r.data[start:r.pos])
 
@@ -283,7 +283,7 @@ def _decode_new_fun(r, depth):
 
 def _decode_map(r, depth):
     arity = r.count(r.u32(), 2)
-    pairs = [(_decode(r, depth + 1), _decode(r, depth + 1)) for _ in range(arity)]
+    pairs = [(_decode(r, depth + 1), _decode(r, depth + 1)) for dummy in range(arity)]
     try:
         return dict(pairs)
     except TypeError:
@@ -292,7 +292,7 @@ def _decode_map(r, depth):
 
 def _decode_list(r, depth):
     length = r.count(r.u32(), 1)
-    items = [_decode(r, depth + 1) for _ in range(length)]
+    items = [_decode(r, depth + 1) for dummy in range(length)]
     tail = _decode(r, depth + 1)
     if tail == [] and not isinstance(tail, ImproperList):
         return items
@@ -322,9 +322,9 @@ def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-br
         raw = r.take(r.u16())
         return _atom(_text(raw, 'utf-8' if tag == ATOM_UTF8_EXT else 'latin-1'))
     if tag == SMALL_TUPLE_EXT:
-        return tuple(_decode(r, depth + 1) for _ in range(r.count(r.u8(), 1)))
+        return tuple(_decode(r, depth + 1) for dummy in range(r.count(r.u8(), 1)))
     if tag == LARGE_TUPLE_EXT:
-        return tuple(_decode(r, depth + 1) for _ in range(r.count(r.u32(), 1)))
+        return tuple(_decode(r, depth + 1) for dummy in range(r.count(r.u32(), 1)))
     if tag == NIL_EXT:
         return []
     if tag == STRING_EXT:
@@ -365,7 +365,7 @@ def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-br
             raise TermError('reference with %d id words (at most 5)' % words)
         node = _decode_atom(r, depth)
         creation = r.u32() if tag == NEWER_REFERENCE_EXT else r.u8()
-        return Reference(node, creation, [r.u32() for _ in range(words)])
+        return Reference(node, creation, [r.u32() for dummy in range(words)])
     if tag == REFERENCE_EXT:
         node = _decode_atom(r, depth)
         ref_id = r.u32()

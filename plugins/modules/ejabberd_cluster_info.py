@@ -49,7 +49,7 @@ options:
     type: dict
     default: {}
 author:
-  - xmpp.ejabberd contributors
+  - xmpp.ejabberd contributors (@xmpp-ejabberd)
 '''
 
 EXAMPLES = r'''

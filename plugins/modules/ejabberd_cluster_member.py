@@ -61,7 +61,7 @@ options:
     type: float
     default: 120
 author:
-  - xmpp.ejabberd contributors
+  - xmpp.ejabberd contributors (@xmpp-ejabberd)
 '''
 
 EXAMPLES = r'''

@@ -38,7 +38,7 @@ options:
     type: str
     required: true
 author:
-  - xmpp.ejabberd contributors
+  - xmpp.ejabberd contributors (@xmpp-ejabberd)
 '''
 
 EXAMPLES = r'''

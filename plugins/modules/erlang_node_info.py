@@ -36,7 +36,7 @@ options:
     type: bool
     default: true
 author:
-  - xmpp.ejabberd contributors
+  - xmpp.ejabberd contributors (@xmpp-ejabberd)
 '''
 
 EXAMPLES = r'''
