@@ -1,0 +1,252 @@
+# xmpp.ejabberd: the one entry point for developers and CI.
+#
+#   make test         everything: deps + venv + collection + lint + sanity + pytest
+#   make demo         deploy the 3-node demo cluster on local lab containers
+#   make demo-clean   remove the demo containers
+#   make venv | deps | collection | lint | sanity | pytest | bench | clean
+#
+# Every recipe is one bash script (.ONESHELL) that stops at the first error.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.SILENT:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+BUILD := $(ROOT)/.build
+COLLECTIONS := $(BUILD)/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/xmpp/ejabberd
+SANITY_ROOT := $(BUILD)/sanity/ansible_collections/xmpp/ejabberd
+PYBIN := $(BUILD)/pybin
+VENV_STAMP := $(VENV)/.installed-dev
+
+# Python 3.11 for the virtual environment: Debian 12's /usr/bin/python3 when it is
+# 3.11, else whatever `python3` is first on PATH.
+PYTHON ?= $(shell if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
+	then echo /usr/bin/python3; else command -v python3; fi)
+PIP_VERSION := 26.3
+
+# OS packages the tests and the lab need (Debian/Ubuntu names).
+# shellcheck: for the shellcheck sanity test.
+DEB_PACKAGES := erlang-base erlang-dev docker.io debootstrap nftables hyperfine iproute2 python3-venv shellcheck
+
+# Sanity: the Python versions to byte-compile the plugins with (target code supports >= 3.9).
+SANITY_PYTHON := 3.11
+COMPILE_PYTHONS := 3.9 3.10 3.11 3.12 3.13
+# Sanity tests that cannot run here (see the `sanity` target for why).
+SANITY_SKIP := pslint
+
+# Recipes see the collection under its import name and the venv's tools first.
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_NOCOLOR := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help
+help:
+	sed -n '1,8p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+
+# ---------------------------------------------------------------------------
+# OS packages
+# Installs only what is missing. A policy-rc.d that answers 101 ("action not
+# allowed") keeps apt from starting services (docker, nftables...) during the
+# install; an existing policy-rc.d is put back afterwards, whatever happens.
+.PHONY: deps
+deps:
+	missing=()
+	for p in $(DEB_PACKAGES); do
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$$p")
+	done
+	if [ $${#missing[@]} -eq 0 ]; then echo "deps: all OS packages present"; exit 0; fi
+	echo "deps: installing $${missing[*]}"
+	if [ "$$(id -u)" -ne 0 ]; then echo "deps: need root to run apt-get" >&2; exit 1; fi
+	policy=/usr/sbin/policy-rc.d
+	backup=
+	if [ -e "$$policy" ]; then backup=$$(mktemp); cp -p "$$policy" "$$backup"; fi
+	restore() {
+	  if [ -n "$$backup" ]; then cp -p "$$backup" "$$policy"; rm -f "$$backup"; else rm -f "$$policy"; fi
+	}
+	trap restore EXIT
+	printf '#!/bin/sh\n# written by xmpp.ejabberd make deps; removed afterwards\nexit 101\n' > "$$policy"
+	chmod 0755 "$$policy"
+	export DEBIAN_FRONTEND=noninteractive
+	# needrestart (if installed) would offer to restart services after the install
+	export NEEDRESTART_SUSPEND=1 NEEDRESTART_MODE=l
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "$${missing[@]}"
+
+# ---------------------------------------------------------------------------
+# Python tools
+.PHONY: venv
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements/dev.txt
+	if [ ! -x "$(VENV)/bin/python" ]; then
+	  echo "venv: creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
+	  "$(PYTHON)" -m venv "$(VENV)"
+	fi
+	"$(VENV)/bin/python" -m pip install -q "pip==$(PIP_VERSION)"
+	"$(VENV)/bin/python" -m pip install -q -r requirements/dev.txt
+	"$(VENV)/bin/python" -m pip check
+	touch "$@"
+
+# ---------------------------------------------------------------------------
+# The collection under its import path: .build/collections/ansible_collections/xmpp/ejabberd
+# is a symlink to this checkout, so ansible (ANSIBLE_COLLECTIONS_PATH) and pytest
+# (tests/conftest.py) import ansible_collections.xmpp.ejabberd.* from here.
+.PHONY: collection
+collection:
+	mkdir -p "$(dir $(COLLECTION_LINK))"
+	ln -sfn "$(ROOT)" "$(COLLECTION_LINK)"
+
+# ---------------------------------------------------------------------------
+# Lint: yamllint (.yamllint) and ansible-lint, production profile (.ansible-lint).
+.PHONY: lint
+lint: venv collection
+	yamllint --strict .
+	ansible-lint --nocolor --profile production
+
+# ---------------------------------------------------------------------------
+# Sanity: ansible-test insists on running from a directory whose path ends in
+# ansible_collections/xmpp/ejabberd and does not accept one reached through a
+# symlink, so the tracked and untracked-but-not-ignored files are copied to
+# .build/sanity/ansible_collections/xmpp/ejabberd first.
+#
+# ansible-test runs --local (this venv's Python 3.11 as controller). Each sanity
+# test still gets its own virtual environment under ~/.ansible/test/venv, with
+# ansible-test's pinned requirements (pylint, pycodestyle, voluptuous, yamllint...)
+# installed from PyPI on first use; later runs reuse them. No docker is used.
+#
+# Skipped (SANITY_SKIP):
+#   pslint      PowerShell only: needs pwsh and PSScriptAnalyzer, which come from
+#               neither Debian nor PyPI, and the collection has no .ps1/.psm1.
+#
+# compile and import run once more for every other Python in COMPILE_PYTHONS found
+# on this machine (plain PATH, /usr/bin, or pyenv's versions directory, which
+# pyenv's shims hide); .build/pybin holds links to them so ansible-test finds them.
+.PHONY: sanity
+sanity: venv
+	rm -rf "$(SANITY_ROOT)"
+	mkdir -p "$(SANITY_ROOT)"
+	list_files() {
+	  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	    git ls-files -z -co --exclude-standard
+	  else  # not a git checkout (e.g. an unpacked archive)
+	    find . \( -name .git -o -name .venv -o -name .build -o -name __pycache__ -o -name .cache \
+	              -o -name .pytest_cache -o -name .hypothesis -o -path ./tests/output \) -prune \
+	           -o \( -type f -o -type l \) -printf '%P\0'
+	  fi
+	}
+	list_files | while IFS= read -r -d '' f; do
+	  if [ -e "$$f" ] || [ -L "$$f" ]; then printf '%s\0' "$$f"; fi
+	done | xargs -0 -r cp -P --parents -t "$(SANITY_ROOT)"
+	rm -rf "$(PYBIN)"; mkdir -p "$(PYBIN)"
+	found=()
+	for v in $(COMPILE_PYTHONS); do
+	  for c in "$$(command -v python$$v || true)" /usr/bin/python$$v \
+	           "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/$$v.*/bin/python$$v; do
+	    if [ -n "$$c" ] && [ -x "$$c" ] && "$$c" -c 'import sys' >/dev/null 2>&1; then
+	      ln -sfn "$$c" "$(PYBIN)/python$$v"; found+=("$$v"); break
+	    fi
+	  done
+	done
+	echo "sanity: Python versions found for compile: $${found[*]}"
+	# ansible-test bootstraps pip into its venvs with a get-pip.py downloaded from
+	# its own file host (unreachable here): put an offline stand-in and the pip
+	# wheel (from PyPI) where ansible-test looks first. See tests/helpers/get_pip_offline.py.
+	pipv=$$(python -c 'import types; from ansible_test._internal.python_requirements import get_venv_packages as g; print(g(types.SimpleNamespace(version="$(SANITY_PYTHON)"))["pip"])')
+	cache="$$HOME/.ansible/test/cache"
+	getpip="$$cache/get_pip_$${pipv//./_}.py"
+	if [ ! -e "$$getpip" ] || grep -q get_pip_offline "$$getpip"; then
+	  mkdir -p "$$cache"
+	  [ -e "$$cache/pip-$$pipv-py3-none-any.whl" ] || python -m pip download -q --no-deps -d "$$cache" "pip==$$pipv"
+	  cp tests/helpers/get_pip_offline.py "$$getpip"
+	fi
+	skip=(); for t in $(SANITY_SKIP); do skip+=(--skip-test "$$t"); done
+	cd "$(SANITY_ROOT)"
+	export PATH="$(PYBIN):$$PATH"
+	# walk=False: without it ansible-test finds /work/main/.git above the copy and
+	# lists only git-tracked paths below it, i.e. none (.build is ignored).
+	export ANSIBLE_TEST_CONTENT_ROOT="$(SANITY_ROOT)"
+	ansible-test sanity --local --python $(SANITY_PYTHON) --color no "$${skip[@]}"
+	for v in "$${found[@]}"; do
+	  [ "$$v" = "$(SANITY_PYTHON)" ] && continue
+	  echo "sanity: compile and import on Python $$v"
+	  ansible-test sanity --local --python "$$v" --color no --test compile --test import
+	done
+
+# ---------------------------------------------------------------------------
+# pytest: unit tests, then integration tests against real Erlang nodes, then the
+# lab tests (marker `lab`, docker containers). Exit code 5 (nothing collected)
+# is accepted for a directory that has no tests yet.
+PYTEST_DIRS := tests/unit tests/integration tests/lab
+PYTEST_ARGS ?=
+
+.PHONY: pytest
+pytest: venv collection
+	ran=0; failed=()
+	for d in $(PYTEST_DIRS); do
+	  if [ ! -d "$$d" ]; then echo "pytest: $$d does not exist yet, skipped"; continue; fi
+	  echo "=== pytest $$d"
+	  rc=0; python -m pytest $(PYTEST_ARGS) "$$d" || rc=$$?
+	  if [ $$rc -eq 5 ]; then echo "pytest: no tests in $$d yet"; continue; fi
+	  ran=1
+	  [ $$rc -eq 0 ] || failed+=("$$d")
+	done
+	[ $$ran -eq 1 ] || { echo "pytest: no test ran" >&2; exit 1; }
+	if [ $${#failed[@]} -gt 0 ]; then echo "pytest: failures in $${failed[*]}" >&2; exit 1; fi
+
+# lint, sanity and pytest all run (make -k) even when an earlier one fails, so one
+# run reports every problem; the exit status is non-zero if any of them failed.
+.PHONY: test
+test: deps venv collection
+	if $(MAKE) -k lint sanity pytest; then
+	  echo "make test: all steps passed"
+	else
+	  echo "make test: FAILED (see the errors above)" >&2; exit 1
+	fi
+
+# ---------------------------------------------------------------------------
+.PHONY: bench
+bench: venv collection
+	bash benchmarks/run.sh
+
+# ---------------------------------------------------------------------------
+# The demo: 3 lab containers (xejdemo-n1..3, internal network xejdemo-net,
+# 172.30.94.0/24) made one ejabberd cluster by xmpp.ejabberd.site, then the verify
+# table. Builds what is missing (OS packages, venv, dockerd, the lab image); a
+# second run reuses the containers. See lab/demo.sh.
+.PHONY: demo
+demo: deps venv collection
+	lab/demo.sh up
+
+# Removes the demo containers and their network (nothing else).
+.PHONY: demo-clean
+demo-clean:
+	lab/demo.sh clean
+
+# Molecule scenario `default` (molecule/default): 3 nodes + 1 outsider on an
+# internal network, converge, idempotence, testinfra verify, destroy.
+# MOLECULE_ARGS: e.g. MOLECULE_ARGS=--destroy=never to keep the containers.
+MOLECULE_ARGS ?=
+.PHONY: molecule
+molecule: deps venv collection
+	lab/dockerd.sh
+	lab/build-image.sh bookworm
+	# Debian's docker client first: community.docker's connection and testinfra take `docker` from PATH.
+	export PATH="$(VENV)/bin:/usr/bin:$$PATH"
+	start=$$(date +%s)
+	molecule test --scenario-name default $(MOLECULE_ARGS)
+	echo "molecule: scenario default passed in $$(( $$(date +%s) - start ))s"
+
+.PHONY: clean
+clean:
+	rm -rf "$(BUILD)" tests/output .pytest_cache .hypothesis
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: distclean
+distclean: clean
+	rm -rf "$(VENV)"
