@@ -15,6 +15,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import os
 import pwd
 import re
+import shlex
 import socket
 import stat
 
@@ -22,6 +23,7 @@ from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 
 EJABBERDCTL_CFG_PATHS = ('/etc/ejabberd/ejabberdctl.cfg', '/opt/ejabberd/conf/ejabberdctl.cfg')
 MAX_COOKIE_LENGTH = 255
+MAX_COOKIE_FILE_SIZE = 64 * 1024
 
 CONNECTION_ARGUMENT_SPEC = dict(
     node=dict(type='str'),
@@ -59,11 +61,17 @@ def read_ejabberdctl_cfg(path):
         for line in handle:
             match = _CFG_LINE.match(line)
             if match:
-                value = match.group(2).strip()
-                if len(value) >= 2 and value[0] == value[-1] and value[0] in '"\'':
-                    value = value[1:-1]
-                settings[match.group(1)] = value
+                settings[match.group(1)] = _shell_value(match.group(2))
     return settings
+
+
+def _shell_value(text):
+    """The value of a shell assignment: quotes removed, a trailing comment dropped."""
+    try:
+        words = shlex.split(text, comments=True)
+    except ValueError:  # unbalanced quotes: the shell would fail too; keep the raw text
+        return text.strip()
+    return words[0] if words else ''
 
 
 def _find_cfg(path):
@@ -93,18 +101,31 @@ def validate_port(port, option):
 
 
 def validate_cookie(cookie, source='cookie'):
-    """Erlang accepts 1..255 characters without control characters."""
+    """What a cookie file may hold: 1..255 printable ASCII characters."""
     if not cookie:
         raise ConnectionOptionError('%s: the Erlang cookie is empty' % source)
     if len(cookie) > MAX_COOKIE_LENGTH:
         raise ConnectionOptionError('%s: the Erlang cookie has %d characters; Erlang allows at '
                                     'most %d' % (source, len(cookie), MAX_COOKIE_LENGTH))
-    if any(ord(c) < 32 or ord(c) == 127 for c in cookie):
+    if any(not 32 <= ord(c) <= 126 for c in cookie):
         raise ConnectionOptionError('%s: the Erlang cookie contains control characters (a tab or '
-                                    'newline?); Erlang refuses such a cookie' % source)
-    if any(ord(c) > 255 for c in cookie):
-        raise ConnectionOptionError('%s: the Erlang cookie has characters outside Latin-1' % source)
+                                    'newline?) or characters outside ASCII; Erlang refuses such a '
+                                    'cookie in .erlang.cookie' % source)
     return cookie
+
+
+def parse_cookie_file(raw):
+    """The cookie in the bytes of a cookie file, as OTP's auth module reads it.
+
+    The cookie is the leading run of printable ASCII; after it only newlines,
+    carriage returns and spaces may follow.  Returns None if Erlang would refuse.
+    """
+    end = 0
+    while end < len(raw) and 32 <= raw[end] <= 126:
+        end += 1
+    if raw[end:].strip(b'\r\n ') or end == 0:
+        return None
+    return raw[:end].decode('ascii')
 
 
 def read_cookie_file(path, option='cookie_file'):
@@ -120,14 +141,20 @@ def read_cookie_file(path, option='cookie_file'):
                                     % (option, path, stat.S_IMODE(info.st_mode)))
     try:
         with open(path, 'rb') as handle:
-            raw = handle.read(MAX_COOKIE_LENGTH + 3)
+            raw = handle.read(MAX_COOKIE_FILE_SIZE + 1)
     except OSError as exc:
         raise ConnectionOptionError('%s: cannot read %s (%s); run as its owner or root'
                                     % (option, path, exc.strerror))
-    # Erlang ignores one trailing newline and keeps everything else.
-    if raw.endswith(b'\n'):
-        raw = raw[:-1]
-    return validate_cookie(raw.decode('latin-1'), '%s (%s)' % (option, path))
+    source = '%s (%s)' % (option, path)
+    if len(raw) > MAX_COOKIE_FILE_SIZE:
+        raise ConnectionOptionError('%s: the file is larger than %d bytes; it is not an Erlang '
+                                    'cookie file' % (source, MAX_COOKIE_FILE_SIZE))
+    cookie = parse_cookie_file(raw)
+    if cookie is None:
+        raise ConnectionOptionError('%s: the file is empty or holds characters Erlang refuses in a '
+                                    'cookie (only printable ASCII, then line breaks or spaces)'
+                                    % source)
+    return validate_cookie(cookie, source)
 
 
 def user_cookie_path(user, option='cookie_user'):
@@ -171,7 +198,7 @@ def resolve(params):
             node = '%s@%s' % (node, short_hostname())  # as ejabberdctl does
         if address is None and cfg.get('INET_DIST_INTERFACE') not in (None, '', '0.0.0.0', '::'):
             address = cfg['INET_DIST_INTERFACE']
-    validate_node(node, 'node' if params.get('node') else 'ERLANG_NODE in %s' % cfg_path)
+    validate_node(node, 'node' if params.get('node') is not None else 'ERLANG_NODE in %s' % cfg_path)
 
     dist_port = params.get('dist_port')
     if dist_port is None and cfg.get('ERL_DIST_PORT'):

@@ -21,6 +21,7 @@ import os
 import random
 import socket
 import struct
+import threading
 import time
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import etf
@@ -115,12 +116,43 @@ class _Deadline(object):
         return remaining
 
 
-def _connect(address, port, deadline, refused_reason, what):
-    try:
-        infos = socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+def _is_ip(address):
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, address)
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def _resolve(address, port, deadline, what):
+    """getaddrinfo, but bounded by the deadline (a resolver can hang for long)."""
+    if _is_ip(address):  # no resolver involved: no thread needed
+        return socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM)
+    answer = {}
+
+    def lookup():
+        try:
+            answer['infos'] = socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            answer['error'] = exc
+
+    worker = threading.Thread(target=lookup, name='erldist-resolve')
+    worker.daemon = True
+    worker.start()
+    worker.join(deadline.left())
+    if worker.is_alive():
+        raise DistError('timeout', 'resolving host %r for %s took longer than %.1f s: check DNS, '
+                        'or set address to an IP address' % (address, what, deadline.seconds))
+    if 'error' in answer:
         raise DistError('unreachable', 'cannot resolve host %r for %s (%s): fix the host part '
-                        'of the node name or set address' % (address, what, exc))
+                        'of the node name or set address' % (address, what, answer['error']))
+    return answer['infos']
+
+
+def _connect(address, port, deadline, refused_reason, what):
+    infos = _resolve(address, port, deadline, what)
     last = None
     for family, socktype, proto, dummy, sockaddr in infos:
         sock = socket.socket(family, socktype, proto)
@@ -233,11 +265,17 @@ def _epmd_names(host, epmd_port, deadline):
             except socket.timeout:
                 deadline.left()
                 continue
+            except OSError as exc:
+                raise DistError('epmd_unreachable', 'EPMD at %s dropped the NAMES request: %s'
+                                % (host, exc))
             if not chunk:
                 break
             data += chunk
     finally:
         sock.close()
+    if len(data) < 4:
+        raise DistError('protocol_error', 'EPMD at %s closed the NAMES request without an answer'
+                        % host)
     names = {}
     for line in data[4:].decode('utf-8', 'replace').splitlines():
         parts = line.split()
@@ -304,6 +342,7 @@ class Connection(object):
                     self._send_packet(b'', deadline)
                     continue
                 if length > self.max_packet:
+                    self.close()  # the stream is out of step now
                     raise DistError('protocol_error', '%s sent a %d-byte packet, more than the '
                                     '%d allowed' % (self.node, length, self.max_packet))
                 return _recv_exact(self.sock, length, deadline, self.node)
@@ -330,6 +369,9 @@ class Connection(object):
             try:
                 control, end = etf.decode_term(packet, 1)
                 op = control[0] if isinstance(control, tuple) and control else None
+                if isinstance(op, bool) or not isinstance(op, int):
+                    raise etf.TermError('control message %s has no operation code'
+                                        % format_term(control, 80))
                 if op not in _SEND_OPS:
                     continue  # not a message (e.g. a link or monitor signal): ignore
                 message = etf.binary_to_term(packet[end:])
