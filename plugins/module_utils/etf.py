@@ -20,7 +20,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import math
+import re
 import struct
+import sys
 import zlib
 
 VERSION = 131
@@ -61,6 +64,15 @@ LOCAL_EXT = 121
 
 MAX_DEPTH = 512
 DEFAULT_MAX_INFLATED = 64 * 1024 * 1024
+# Python objects one decode may create: bounds memory when a few compressed bytes
+# stand for millions of small terms (about 65 bytes of Python per term at worst).
+DEFAULT_MAX_TERMS = 1000000
+# Python frames per nesting level of the recursive coder, with room to spare.
+_FRAMES_PER_LEVEL = 4
+_FLOAT_TEXT = re.compile(r'^[-+]?[0-9]+\.[0-9]+(e[-+]?[0-9]+)?$')
+# Keys with one hash value a map may have before it is kept as MapPairs: a dict
+# of colliding keys takes quadratic time to build (hash flooding).
+_MAX_SAME_HASH = 8
 
 
 class TermError(ValueError):
@@ -180,12 +192,13 @@ class Fun(_Value):
 class _Reader(object):
     """Cursor over a bytes object; every read is checked against the end."""
 
-    __slots__ = ('data', 'pos', 'max_inflated')
+    __slots__ = ('data', 'pos', 'max_inflated', 'terms_left')
 
-    def __init__(self, data, max_inflated):
+    def __init__(self, data, max_inflated, max_terms=DEFAULT_MAX_TERMS):
         self.data = data
         self.pos = 0
         self.max_inflated = max_inflated
+        self.terms_left = max_terms
 
     def remaining(self):
         return len(self.data) - self.pos
@@ -285,31 +298,67 @@ def _decode_map(r, depth):
     arity = r.count(r.u32(), 2)
     pairs = [(_decode(r, depth + 1), _decode(r, depth + 1)) for dummy in range(arity)]
     try:
-        return dict(pairs)
-    except TypeError:
+        per_hash = {}
+        for key, dummy in pairs:
+            per_hash[hash(key)] = per_hash.get(hash(key), 0) + 1
+    except TypeError:  # a list or map as key
         return MapPairs(pairs)
+    if per_hash and max(per_hash.values()) > _MAX_SAME_HASH:
+        return MapPairs(pairs)
+    result = dict(pairs)
+    if len(result) == arity:
+        return result
+    # Erlang keys that differ but are equal in Python (1 and 1.0, true and 1), or
+    # a real duplicate, which Erlang itself refuses.
+    if len(set(_encode_key(key) for key, dummy in pairs)) != arity:
+        raise TermError('map has a duplicate key')
+    return MapPairs(pairs)
+
+
+def _encode_key(key):
+    out = bytearray()
+    _encode(key, out, 0)
+    return bytes(out)
 
 
 def _decode_list(r, depth):
     length = r.count(r.u32(), 1)
     items = [_decode(r, depth + 1) for dummy in range(length)]
     tail = _decode(r, depth + 1)
-    if tail == [] and not isinstance(tail, ImproperList):
-        return items
+    # A tail that is itself a list continues the list, as in Erlang.
+    if isinstance(tail, ImproperList):
+        return ImproperList(items + tail, tail.tail)
+    if type(tail) is list:  # pylint: disable=unidiomatic-typecheck
+        return items + tail
     return ImproperList(items, tail)
 
 
 def _decode_float_ext(r):
-    raw = r.take(31).split(b'\0', 1)[0]
-    try:
-        return float(raw.decode('ascii'))
-    except (UnicodeDecodeError, ValueError):
-        raise TermError('FLOAT_EXT is not a number')
+    raw = r.take(31).split(b'\0', 1)[0].decode('latin-1')
+    if not _FLOAT_TEXT.match(raw):
+        raise TermError('FLOAT_EXT %r is not a number' % raw)
+    return _finite(float(raw))
+
+
+def _finite(value):
+    if math.isnan(value) or math.isinf(value):
+        raise TermError('Erlang has no NaN or infinite floats')
+    return value
+
+
+def _bits(data, bits):
+    """A bitstring, with the unused low bits of the last byte zeroed as erl does."""
+    if bits == 8:
+        return bytes(data)
+    return BitBinary(data[:-1] + bytes([data[-1] & (0xFF << (8 - bits)) & 0xFF]), bits)
 
 
 def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-branches
     if depth > MAX_DEPTH:
         raise TermError('term nested deeper than %d levels' % MAX_DEPTH)
+    r.terms_left -= 1
+    if r.terms_left < 0:
+        raise TermError('term has more than %d parts, more than allowed' % DEFAULT_MAX_TERMS)
     tag = r.u8()
     if tag == SMALL_INTEGER_EXT:
         return r.u8()
@@ -319,8 +368,10 @@ def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-br
         raw = r.take(r.u8())
         return _atom(_text(raw, 'utf-8' if tag == SMALL_ATOM_UTF8_EXT else 'latin-1'))
     if tag in (ATOM_UTF8_EXT, ATOM_EXT):
-        raw = r.take(r.u16())
-        return _atom(_text(raw, 'utf-8' if tag == ATOM_UTF8_EXT else 'latin-1'))
+        text = _text(r.take(r.u16()), 'utf-8' if tag == ATOM_UTF8_EXT else 'latin-1')
+        if len(text) > 255:
+            raise TermError('atom longer than 255 characters')
+        return _atom(text)
     if tag == SMALL_TUPLE_EXT:
         return tuple(_decode(r, depth + 1) for dummy in range(r.count(r.u8(), 1)))
     if tag == LARGE_TUPLE_EXT:
@@ -336,13 +387,15 @@ def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-br
     if tag == BIT_BINARY_EXT:
         length = r.u32()
         bits = r.u8()
+        if length == 0 and bits == 0:
+            return b''
         if not 1 <= bits <= 8 or length == 0:
             raise TermError('BIT_BINARY_EXT with %d bits in the last of %d bytes' % (bits, length))
-        return BitBinary(r.take(length), bits)
+        return _bits(r.take(length), bits)
     if tag == MAP_EXT:
         return _decode_map(r, depth)
     if tag == NEW_FLOAT_EXT:
-        return struct.unpack('>d', r.take(8))[0]
+        return _finite(struct.unpack('>d', r.take(8))[0])
     if tag == FLOAT_EXT:
         return _decode_float_ext(r)
     if tag == SMALL_BIG_EXT:
@@ -415,14 +468,33 @@ def decode_term(data, offset=0, max_inflated=DEFAULT_MAX_INFLATED):
     if r.remaining() and r.data[r.pos] == COMPRESSED:
         r.pos += 1
         inner = _Reader(_inflate(r), max_inflated)
-        term = _decode(inner, 0)
+        term = _with_stack(_decode, inner, 0)
         if inner.remaining():
             raise TermError('%d stray bytes after the compressed term' % inner.remaining())
         return term, r.pos
+    return _with_stack(_decode, r, 0), r.pos
+
+
+def _with_stack(func, *args):
+    """Run the recursive coder with stack for MAX_DEPTH levels."""
+    needed = _stack_depth() + MAX_DEPTH * _FRAMES_PER_LEVEL + 50
+    old = sys.getrecursionlimit()
+    if needed > old:
+        sys.setrecursionlimit(needed)
     try:
-        return _decode(r, 0), r.pos
-    except RecursionError:  # only if the caller's stack is already deep
+        return func(*args)
+    except RecursionError:  # a deeper caller than planned for: still our error
         raise TermError('term nested too deeply')
+    finally:
+        if needed > old:
+            sys.setrecursionlimit(old)
+
+
+def _stack_depth():
+    frame, depth = sys._getframe(), 0  # pylint: disable=protected-access
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
 
 
 def binary_to_term(data, max_inflated=DEFAULT_MAX_INFLATED):
@@ -471,8 +543,10 @@ def _encode(term, out, depth):  # pylint: disable=too-many-branches
     elif isinstance(term, int):
         _encode_int(term, out)
     elif isinstance(term, float):
-        out += struct.pack('>Bd', NEW_FLOAT_EXT, term)
+        out += struct.pack('>Bd', NEW_FLOAT_EXT, _finite(term))
     elif isinstance(term, BitBinary):
+        if not term or not 1 <= term.bits <= 8:
+            raise TermError('a BitBinary needs at least one byte and 1-8 bits in the last')
         out += struct.pack('>BIB', BIT_BINARY_EXT, len(term), term.bits) + bytes(term)
     elif isinstance(term, (bytes, bytearray)):
         out += struct.pack('>BI', BINARY_EXT, len(term)) + bytes(term)
@@ -505,6 +579,8 @@ def _encode(term, out, depth):  # pylint: disable=too-many-branches
         _encode_atom(term.node, out)
         out += struct.pack('>QI', term.id, term.creation)
     elif isinstance(term, Reference):
+        if len(term.ids) > 5:
+            raise TermError('a reference has at most 5 id words')
         out += struct.pack('>BH', NEWER_REFERENCE_EXT, len(term.ids))
         _encode_atom(term.node, out)
         out += struct.pack('>I', term.creation)
@@ -537,7 +613,10 @@ def _encode_list(items, tail, out, depth):
 def term_to_binary(term):
     """Encode ``term`` with the version byte, as ``erlang:term_to_binary/1`` does."""
     out = bytearray([VERSION])
-    _encode(term, out, 0)
+    try:
+        _with_stack(_encode, term, out, 0)
+    except (struct.error, OverflowError, UnicodeError) as exc:
+        raise TermError('cannot encode %r: %s' % (type(term).__name__, exc))
     return bytes(out)
 
 
