@@ -1,0 +1,106 @@
+#!/bin/sh
+# Build the lab image xmpp-ejabberd-lab:SUITE (SUITE = bookworm, trixie or forky) from
+# Debian's archive with debootstrap and load it with `docker import`.
+# Idempotent: does nothing when the image already exists.
+# No container registry is needed; the mirror comes from this machine's apt sources
+# (see mirror.sh; override with XMPP_EJABBERD_MIRROR).
+set -eu
+
+SUITE=${1:-}
+case "$SUITE" in
+    bookworm|trixie|forky) ;;
+    *) echo "usage: $0 bookworm|trixie|forky" >&2; exit 2 ;;
+esac
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+DOCKER=/usr/bin/docker
+IMAGE=${XMPP_EJABBERD_IMAGE_REPO:-xmpp-ejabberd-lab}:$SUITE
+# Everything the lab and the collection's tests need inside a node: the containers
+# sit on an internal network and cannot download anything later.
+PACKAGES=${XMPP_EJABBERD_LAB_PACKAGES:-python3,python3-apt,ejabberd,nftables,iptables,ufw,iproute2,procps,tini,ca-certificates,iputils-ping,netcat-openbsd,sudo,passwd,hostname,less}
+
+log() { echo "build-image.sh: $*" >&2; }
+
+"$HERE/dockerd.sh"
+
+# One build per suite at a time (parallel test runs may call us together).
+LOCK=/run/lock/xmpp-ejabberd-build-$SUITE.lock
+mkdir -p /run/lock
+exec 9>"$LOCK"
+flock 9
+
+if "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
+    log "image $IMAGE already exists, nothing to do"
+    exit 0
+fi
+
+if ! command -v debootstrap >/dev/null 2>&1 || [ ! -e /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+    log "installing debootstrap and debian-archive-keyring"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y --no-install-recommends debootstrap debian-archive-keyring; then
+        apt-get update
+        apt-get install -y --no-install-recommends debootstrap debian-archive-keyring
+    fi
+fi
+
+# An older debootstrap may not know a newer suite: all current Debian suites use
+# the same script as sid.
+SCRIPTS=/usr/share/debootstrap/scripts
+if [ ! -e "$SCRIPTS/$SUITE" ]; then
+    log "debootstrap has no script for $SUITE, linking it to sid"
+    ln -s sid "$SCRIPTS/$SUITE"
+fi
+
+MIRROR=$("$HERE/mirror.sh")
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+START=$(date +%s)
+DIR=$(mktemp -d "/var/tmp/xmpp-ejabberd-lab.$SUITE.XXXXXX")
+
+cleanup() {
+    # Never rm -rf through a mount left behind by a failed debootstrap.
+    awk -v d="$DIR/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
+        while IFS= read -r m; do
+            umount -l "$m" 2>/dev/null || true
+        done
+    rm -rf --one-file-system "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+log "debootstrap $SUITE from $MIRROR into $DIR"
+# debootstrap itself installs a policy-rc.d (exit 101) and a fake start-stop-daemon
+# while it configures packages, so neither ejabberd nor epmd starts during the build.
+debootstrap --variant=minbase --keyring="$KEYRING" --include="$PACKAGES" \
+    "$SUITE" "$DIR" "$MIRROR" >"$DIR.log" 2>&1 || {
+    log "debootstrap failed; last lines of $DIR.log:"
+    tail -n 30 "$DIR.log" >&2
+    exit 1
+}
+rm -f "$DIR.log"
+
+# Nothing from the chroot may still run (it would keep files open).
+for p in /proc/[0-9]*; do
+    if [ "$(readlink "$p/root" 2>/dev/null)" = "$DIR" ]; then
+        log "process ${p#/proc/} still runs in the chroot: $(tr '\0' ' ' <"$p/cmdline")"
+        exit 1
+    fi
+done
+
+chroot "$DIR" apt-get clean
+rm -f "$DIR/usr/sbin/policy-rc.d"
+: >"$DIR/etc/resolv.conf"         # docker provides its own
+: >"$DIR/etc/machine-id"
+rm -f "$DIR/var/lib/dbus/machine-id"
+# The package created a cookie at build time; it would be shared by every
+# container of this image. Tests and roles write their own.
+rm -f "$DIR/var/lib/ejabberd/.erlang.cookie"
+rm -rf "$DIR"/var/log/*.log "$DIR/var/log/ejabberd"/* "$DIR"/var/cache/debconf/*-old
+
+tar --numeric-owner -C "$DIR" -c . | "$DOCKER" import \
+    --change 'CMD ["/usr/bin/tini", "--", "sleep", "infinity"]' \
+    --change 'ENV LANG=C.UTF-8' \
+    --message "debootstrap $SUITE from $MIRROR" - "$IMAGE" >/dev/null
+
+END=$(date +%s)
+log "built $IMAGE in $((END - START))s"
+"$DOCKER" image ls "$IMAGE"

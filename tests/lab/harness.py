@@ -1,0 +1,590 @@
+"""Lab harness: real ejabberd clusters in local Docker containers.
+
+Python 3.11 standard library only. Used by the integration tests and the
+benchmarks, and runnable by hand (``python3 tests/lab/harness.py --help``).
+
+    with LabCluster(suite="trixie", size=3, prefix="xejt") as lab:
+        lab.join_cluster(2, 1)
+        assert lab.list_cluster(1) == sorted(lab.node(i)["name"] for i in (1, 2))
+
+Images come from ``lab/build-image.sh`` (debootstrap + ``docker import``), the
+daemon from ``lab/dockerd.sh``. Every container and network carries the labels
+``xmpp-ejabberd-lab=1`` and ``xmpp-ejabberd-lab.prefix=<prefix>``; a new cluster
+removes what a stale run with the same prefix left behind, and ``close()``
+removes only what this object created. The Erlang cookie is passed to the
+containers on stdin only: it never appears in an argv, an exception or a repr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import ipaddress
+import json
+import os
+import re
+import secrets
+import socket
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+DOCKER = os.environ.get("XMPP_EJABBERD_DOCKER", "/usr/bin/docker")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAB_DIR = REPO_ROOT / "lab"
+IMAGE_REPO = os.environ.get("XMPP_EJABBERD_IMAGE_REPO", "xmpp-ejabberd-lab")
+LABEL = "xmpp-ejabberd-lab"
+LABEL_PREFIX = "xmpp-ejabberd-lab.prefix"
+SUITES = ("bookworm", "trixie")
+
+EJABBERDCTL = "/usr/sbin/ejabberdctl"
+CTL_CFG = "/etc/default/ejabberd"  # target of the /etc/ejabberd/ejabberdctl.cfg symlink
+SERVICE_USER = "ejabberd"
+NODE_OFFSET = 10      # node i gets host address .(10 + i): .11, .12, ...
+EXTRA_OFFSET = 100    # extra containers get .101, .102, ... unless told otherwise
+
+_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,30}$")
+_NODE_LINE_RE = re.compile(r"'?([^'\s]+@[^'\s]+)'?")
+
+
+class LabError(RuntimeError):
+    """A lab operation failed. The message never contains the cookie."""
+
+
+def random_cookie(length: int = 20) -> str:
+    """A cookie shaped like the ones Erlang generates (upper-case letters)."""
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(length))
+
+
+def docker(args: Sequence[str], *, input: str | None = None, check: bool = True,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run Debian's docker client. ``input`` goes to stdin (never to argv)."""
+    argv = [DOCKER, *args]
+    try:
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True,
+                              timeout=timeout,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"timed out after {timeout}s: {' '.join(argv)}") from None
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} exited {proc.returncode}: "
+                       f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
+    return proc
+
+
+def ensure_docker() -> None:
+    """Start dockerd if needed (lab/dockerd.sh is idempotent)."""
+    _run_script("dockerd.sh")
+
+
+def ensure_image(suite: str) -> str:
+    """Build xmpp-ejabberd-lab:<suite> if missing; return the image name."""
+    if suite not in SUITES:
+        raise LabError(f"suite must be one of {SUITES}, not {suite!r}")
+    _run_script("build-image.sh", suite, timeout=1800)
+    return f"{IMAGE_REPO}:{suite}"
+
+
+def _run_script(name: str, *args: str, timeout: float = 300) -> None:
+    script = LAB_DIR / name
+    try:
+        proc = subprocess.run([str(script), *args], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{script} {' '.join(args)} timed out after {timeout}s") from None
+    if proc.returncode != 0:
+        raise LabError(f"{script} {' '.join(args)} exited {proc.returncode}: "
+                       f"{(proc.stderr + proc.stdout).strip()[-3000:]}")
+
+
+def remove_prefix(prefix: str) -> list[str]:
+    """Remove every container and the network a run with ``prefix`` left behind.
+
+    Only objects carrying this harness's prefix label (and the exact network name
+    ``<prefix>-net``) are touched. Returns what was removed.
+    """
+    _check_prefix(prefix)
+    removed: list[str] = []
+    out = docker(["ps", "-a", "-q", "--filter", f"label={LABEL_PREFIX}={prefix}"]).stdout
+    ids = out.split()
+    if ids:
+        names = docker(["inspect", "--format", "{{.Name}}", *ids]).stdout.split()
+        docker(["rm", "-f", "-v", *ids])
+        removed += [n.lstrip("/") for n in names]
+    net = f"{prefix}-net"
+    proc = docker(["network", "inspect", "--format",
+                   '{{index .Labels "' + LABEL_PREFIX + '"}}', net], check=False)
+    if proc.returncode == 0:
+        if proc.stdout.strip() != prefix:
+            raise LabError(f"network {net} exists but was not made by this harness; "
+                           "choose another prefix")
+        docker(["network", "rm", net])
+        removed.append(net)
+    return removed
+
+
+def _check_prefix(prefix: str) -> None:
+    if not _PREFIX_RE.match(prefix):
+        raise LabError(f"prefix {prefix!r} must match {_PREFIX_RE.pattern}")
+
+
+def _networks_overlapping(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[str]:
+    names = docker(["network", "ls", "-q"], check=False).stdout.split()
+    if not names:
+        return []
+    out = docker(["network", "inspect", "--format",
+                  "{{.Name}}{{range .IPAM.Config}} {{.Subnet}}{{end}}", *names],
+                 check=False).stdout
+    hits = []
+    for line in out.splitlines():
+        name, *nets = line.split()
+        for net in nets:
+            try:
+                if ipaddress.ip_network(net, strict=False).overlaps(subnet):
+                    hits.append(f"{name} ({net})")
+            except (ValueError, TypeError):
+                pass
+    return hits
+
+
+def wait_tcp(host: str, port: int, timeout: float = 10.0) -> float:
+    """Connect to host:port until it works; return the seconds it took."""
+    start = time.monotonic()
+    last: OSError | None = None
+    while time.monotonic() - start < timeout:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return time.monotonic() - start
+        except OSError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise LabError(f"no TCP connection to {host}:{port} within {timeout}s: {last}")
+
+
+def parse_node_list(text: str) -> list[str]:
+    """Node names from ejabberdctl list_cluster output, sorted."""
+    return sorted(m.group(1) for line in text.splitlines()
+                  if (m := _NODE_LINE_RE.fullmatch(line.strip())))
+
+
+class LabCluster:
+    """``size`` containers ``<prefix>-n1..nN`` running ejabberd on one internal network.
+
+    Node i has hostname ``n<i>.lab``, address ``<subnet>.(10+i)`` and Erlang node
+    name ``ejabberd@<address>`` (long names). ``dist_port`` sets ERL_DIST_PORT
+    (no epmd); ``dist_port=None`` leaves epmd mode (port 4369). ``start=False``
+    creates and configures the containers without starting ejabberd.
+    ``extra_cfg`` adds ejabberdctl.cfg variables on every node (None removes one).
+    """
+
+    def __init__(self, suite: str = "bookworm", size: int = 3, prefix: str = "xejt",
+                 subnet: str = "172.30.99.0/24", cookie: str | None = None,
+                 dist_port: int | None = 5210, *, start: bool = True,
+                 extra_cfg: Mapping[str, str | None] | None = None,
+                 start_timeout: float = 120.0, parallel: bool = True) -> None:
+        _check_prefix(prefix)
+        if suite not in SUITES:
+            raise LabError(f"suite must be one of {SUITES}, not {suite!r}")
+        if not 0 <= size <= 80:
+            raise LabError("size must be between 0 and 80")
+        self.suite = suite
+        self.size = size
+        self.prefix = prefix
+        self.subnet = ipaddress.ip_network(subnet)
+        self._cookie = cookie if cookie is not None else random_cookie()
+        self.dist_port = dist_port
+        self.start = start
+        self.extra_cfg = dict(extra_cfg or {})
+        self.start_timeout = start_timeout
+        self.parallel = parallel
+        self.image = f"{IMAGE_REPO}:{suite}"
+        self.network = f"{prefix}-net"
+        self.gateway = str(self.subnet.network_address + 1)  # the host's bridge address
+        self.timings: dict[str, float] = {}
+        self._nodes: list[dict[str, Any]] = []
+        self._extras: dict[str, dict[str, Any]] = {}
+        self._created_containers: list[str] = []
+        self._created_network = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def __repr__(self) -> str:  # no cookie here
+        return (f"LabCluster(suite={self.suite!r}, size={self.size}, "
+                f"prefix={self.prefix!r}, subnet='{self.subnet}', "
+                f"dist_port={self.dist_port!r})")
+
+    def __enter__(self) -> "LabCluster":
+        return self.up()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def cookie(self) -> str:
+        """The cluster cookie (pass it on stdin or to Python code, never to argv)."""
+        return self._cookie
+
+    def up(self) -> "LabCluster":
+        """Create and start everything; on failure remove what was created."""
+        try:
+            return self._up()
+        except BaseException:
+            self.close()
+            raise
+
+    def _up(self) -> "LabCluster":
+        t = time.monotonic()
+        ensure_docker()
+        ensure_image(self.suite)
+        self.timings["ensure_lab"] = time.monotonic() - t
+
+        t = time.monotonic()
+        remove_prefix(self.prefix)
+        self.timings["remove_stale"] = time.monotonic() - t
+
+        t = time.monotonic()
+        proc = docker(["network", "create", "--internal", "--subnet", str(self.subnet),
+                       "--gateway", self.gateway, "--label", f"{LABEL}=1",
+                       "--label", f"{LABEL_PREFIX}={self.prefix}", self.network],
+                      check=False)
+        if proc.returncode != 0:
+            raise LabError(f"cannot create network {self.network} on {self.subnet}: "
+                           f"{proc.stderr.strip()} (networks using it: "
+                           f"{', '.join(_networks_overlapping(self.subnet)) or 'none'}; "
+                           "give each concurrent run its own subnet)")
+        self._created_network = True
+        self.timings["network"] = time.monotonic() - t
+
+        t = time.monotonic()
+        for i in range(1, self.size + 1):
+            ip = self._host(NODE_OFFSET + i)
+            node = self._run_container(f"n{i}", ip, f"n{i}.lab")
+            self._nodes.append(node)
+        self.timings["containers"] = time.monotonic() - t
+
+        t = time.monotonic()
+        self._each(self.configure_node)
+        self.timings["configure"] = time.monotonic() - t
+
+        if self.start:
+            t = time.monotonic()
+            self._each(self.start_node)
+            self.timings["ejabberd_start"] = time.monotonic() - t
+            # The host (gateway) reaches every node directly over the bridge.
+            port = self.dist_port or 4369
+            for node in self._nodes:
+                wait_tcp(node["ip"], port, timeout=10)
+        return self
+
+    def close(self) -> None:
+        """Remove the containers and the network this object created."""
+        errors = []
+        if self._created_containers:
+            proc = docker(["rm", "-f", "-v", *self._created_containers], check=False)
+            if proc.returncode != 0 and "No such container" not in proc.stderr:
+                errors.append(proc.stderr.strip())
+            self._created_containers.clear()
+        if self._created_network:
+            proc = docker(["network", "rm", self.network], check=False)
+            if proc.returncode != 0 and "not found" not in proc.stderr:
+                errors.append(proc.stderr.strip())
+            self._created_network = False
+        if errors:
+            raise LabError("cleanup failed: " + "; ".join(errors))
+
+    def _each(self, func: Any, indexes: Iterable[int] | None = None) -> None:
+        idx = list(indexes) if indexes is not None else list(range(1, self.size + 1))
+        if not self.parallel or len(idx) < 2:
+            for i in idx:
+                func(i)
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(idx)) as pool:
+            for fut in [pool.submit(func, i) for i in idx]:
+                fut.result()
+
+    # -- containers --------------------------------------------------------------
+
+    def _host(self, offset: int) -> str:
+        addr = self.subnet.network_address + offset
+        if addr not in self.subnet or addr == self.subnet.broadcast_address:
+            raise LabError(f"host offset {offset} is outside {self.subnet}")
+        return str(addr)
+
+    def _run_container(self, short: str, ip: str, hostname: str) -> dict[str, Any]:
+        name = f"{self.prefix}-{short}"
+        alias = hostname.split(".")[0]
+        docker(["run", "-d", "--name", name, "--hostname", hostname,
+                "--network", self.network, "--ip", ip,
+                "--network-alias", hostname, "--network-alias", alias,
+                "--cap-add", "NET_ADMIN",
+                "--label", f"{LABEL}=1", "--label", f"{LABEL_PREFIX}={self.prefix}",
+                self.image, "/usr/bin/tini", "--", "sleep", "infinity"])
+        self._created_containers.append(name)
+        return {"name": f"ejabberd@{ip}", "ip": ip, "container": name,
+                "hostname": hostname}
+
+    def add_container(self, short: str, ip: str | None = None, *,
+                      hostname: str | None = None, configure: bool = False,
+                      start: bool = False, cookie: str | None = None,
+                      dist_port: int | None | str = "same") -> dict[str, Any]:
+        """Start one more container ``<prefix>-<short>`` on the lab network.
+
+        By default an "outsider": same image, ejabberd installed but neither
+        configured nor started. ``configure=True`` writes ejabberdctl.cfg and a
+        cookie (the cluster's unless ``cookie`` is given); ``start=True`` also
+        starts ejabberd. Address the container by ``short`` in the other methods.
+        """
+        if short in self._extras or re.fullmatch(r"n\d+", short):
+            raise LabError(f"container name {short!r} is taken or reserved")
+        if ip is None:
+            used = {n["ip"] for n in self._nodes} | {n["ip"] for n in self._extras.values()}
+            k = EXTRA_OFFSET + 1
+            while self._host(k) in used:
+                k += 1
+            ip = self._host(k)
+        node = self._run_container(short, ip, hostname or f"{short}.lab")
+        self._extras[short] = node
+        if configure or start:
+            port = self.dist_port if dist_port == "same" else dist_port
+            self.configure_node(short, cookie=cookie, dist_port=port)
+        if start:
+            self.start_node(short)
+        return dict(node)
+
+    def _node(self, ref: int | str) -> dict[str, Any]:
+        if isinstance(ref, int):
+            if not 1 <= ref <= len(self._nodes):
+                raise LabError(f"no node {ref} (cluster has {len(self._nodes)})")
+            return self._nodes[ref - 1]
+        if ref in self._extras:
+            return self._extras[ref]
+        raise LabError(f"unknown container {ref!r}")
+
+    def node(self, ref: int | str) -> dict[str, Any]:
+        """{'name': 'ejabberd@IP', 'ip', 'container', 'hostname'} of node i (1-based)
+        or of an extra container by its short name."""
+        return dict(self._node(ref))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return [dict(n) for n in self._nodes]
+
+    def exec(self, ref: int | str, argv: Sequence[str], input: str | None = None, *,
+             check: bool = True, user: str | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run argv in a container; ``input`` is sent on stdin."""
+        args = ["exec"]
+        if input is not None:
+            args.append("-i")
+        if user:
+            args += ["-u", user]
+        return docker([*args, self._node(ref)["container"], *argv], input=input,
+                      check=check, timeout=timeout)
+
+    def ejabberdctl(self, ref: int | str, *args: str, check: bool = True,
+                    timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """/usr/sbin/ejabberdctl ARGS as the ejabberd user (full path: su - loses /usr/sbin)."""
+        return self.exec(ref, ["runuser", "-u", SERVICE_USER, "--", EJABBERDCTL, *args],
+                         check=check, timeout=timeout)
+
+    # -- configuration -----------------------------------------------------------
+
+    def read_ctl_cfg(self, ref: int | str) -> str:
+        return self.exec(ref, ["cat", CTL_CFG]).stdout
+
+    def set_ctl_cfg(self, ref: int | str, values: Mapping[str, str | int | None]) -> None:
+        """Set (or, with None, remove) variables in ejabberdctl.cfg.
+
+        Edits /etc/default/ejabberd in place (same inode), so the
+        /etc/ejabberd/ejabberdctl.cfg symlink stays a symlink. Commented defaults
+        are left alone; active assignments of the same variables are replaced.
+        """
+        lines = self.read_ctl_cfg(ref).splitlines()
+        names = set(values)
+        kept = [ln for ln in lines
+                if not any(re.match(rf"\s*{re.escape(k)}\s*=", ln) for k in names)]
+        for key, value in values.items():
+            if value is not None:
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                    raise LabError(f"bad variable name {key!r}")
+                kept.append(f"{key}={value}")
+        self.exec(ref, ["sh", "-c", f"cat > {CTL_CFG}"], input="\n".join(kept) + "\n")
+
+    def set_cookie_file(self, ref: int | str, cookie: str | None = None) -> None:
+        """Write the service user's $HOME/.erlang.cookie (ejabberd:ejabberd, 0400).
+
+        The cookie travels on stdin only. Does not restart the node.
+        """
+        value = self._cookie if cookie is None else cookie
+        if not value or any(c.isspace() for c in value):
+            raise LabError("cookie must be non-empty and contain no whitespace")
+        script = (
+            'set -e; h=$(getent passwd ' + SERVICE_USER + ' | cut -d: -f6); '
+            'f="$h/.erlang.cookie"; umask 077; rm -f "$f"; cat > "$f"; '
+            'chown ' + SERVICE_USER + ':' + SERVICE_USER + ' "$f"; chmod 0400 "$f"')
+        self.exec(ref, ["sh", "-c", script], input=value)
+
+    def configure_node(self, ref: int | str, *, cookie: str | None = None,
+                       dist_port: int | None | str = "same") -> None:
+        """ERLANG_NODE=ejabberd@IP, ERL_DIST_PORT, INET_DIST_INTERFACE=IP, cookie."""
+        node = self._node(ref)
+        port = self.dist_port if dist_port == "same" else dist_port
+        values: dict[str, str | int | None] = {
+            "ERLANG_NODE": node["name"],
+            "ERL_DIST_PORT": port,
+            "INET_DIST_INTERFACE": node["ip"],
+        }
+        values.update(self.extra_cfg)
+        self.set_ctl_cfg(ref, values)
+        self.set_cookie_file(ref, cookie)
+
+    # -- ejabberd service --------------------------------------------------------
+
+    def status(self, ref: int | str) -> tuple[int, str]:
+        """(exit code, output) of ejabberdctl status: 0 started, 3 not running."""
+        proc = self.ejabberdctl(ref, "status", check=False, timeout=60)
+        return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+    def is_started(self, ref: int | str) -> bool:
+        rc, out = self.status(ref)
+        return rc == 0 and "started" in out
+
+    def start_node(self, ref: int | str, timeout: float | None = None) -> float:
+        """/etc/init.d/ejabberd start, then poll ejabberdctl status; return seconds."""
+        limit = timeout or self.start_timeout
+        t = time.monotonic()
+        self.exec(ref, ["/etc/init.d/ejabberd", "start"], timeout=limit)
+        while True:
+            rc, out = self.status(ref)
+            if rc == 0 and "started" in out:
+                return time.monotonic() - t
+            if time.monotonic() - t > limit:
+                log = self.exec(ref, ["sh", "-c", "tail -n 20 /var/log/ejabberd/*.log"],
+                                check=False).stdout
+                raise LabError(f"{self._node(ref)['container']}: ejabberd not started "
+                               f"after {limit}s (status {rc}: {out}); log:\n{log}")
+            time.sleep(0.5)
+
+    def stop_node(self, ref: int | str, timeout: float = 90) -> float:
+        """/etc/init.d/ejabberd stop, then wait until status says not running."""
+        t = time.monotonic()
+        self.exec(ref, ["/etc/init.d/ejabberd", "stop"], timeout=timeout)
+        while True:
+            rc, out = self.status(ref)
+            if rc == 3:
+                return time.monotonic() - t
+            if time.monotonic() - t > timeout:
+                raise LabError(f"{self._node(ref)['container']}: ejabberd still running "
+                               f"after {timeout}s (status {rc}: {out})")
+            time.sleep(0.5)
+
+    def restart_node(self, ref: int | str) -> float:
+        return self.stop_node(ref) + self.start_node(ref)
+
+    # -- cluster helpers ---------------------------------------------------------
+
+    def list_cluster(self, ref: int | str) -> list[str]:
+        """Running cluster members as node i sees them (sorted node names)."""
+        return parse_node_list(self.ejabberdctl(ref, "list_cluster").stdout)
+
+    def join_cluster(self, ref: int | str, seed: int | str, timeout: float = 120) -> float:
+        """ejabberdctl join_cluster on ``ref`` through ``seed``; wait until ``ref``
+        lists the seed (join is asynchronous since ejabberd 24.06). Returns seconds."""
+        seed_name = self._node(seed)["name"]
+        me = self._node(ref)["name"]
+        t = time.monotonic()
+        self.ejabberdctl(ref, "join_cluster", seed_name, timeout=timeout)
+        while True:
+            try:
+                members = self.list_cluster(ref)
+            except LabError:
+                members = []  # the node restarts its mnesia during the join
+            if seed_name in members and me in members:
+                return time.monotonic() - t
+            if time.monotonic() - t > timeout:
+                raise LabError(f"{me} did not join {seed_name} within {timeout}s "
+                               f"(list_cluster: {members})")
+            time.sleep(0.25)
+
+    def leave_cluster(self, ref: int | str, via: int | str | None = None,
+                      timeout: float = 120) -> float:
+        """ejabberdctl leave_cluster <node ref>, run on ``via`` (default: ref itself).
+
+        ejabberd (23.01 and 24.12) stops the node that leaves; wait for that and,
+        when ``via`` is another node, until ``via`` no longer lists it."""
+        me = self._node(ref)["name"]
+        via = ref if via is None else via
+        t = time.monotonic()
+        self.ejabberdctl(via, "leave_cluster", me, timeout=timeout)
+        while True:
+            gone = not self.is_started(ref)
+            if gone and via != ref:
+                gone = me not in self.list_cluster(via)
+            if gone:
+                return time.monotonic() - t
+            if time.monotonic() - t > timeout:
+                raise LabError(f"{me} still in the cluster {timeout}s after leave_cluster")
+            time.sleep(0.25)
+
+    def wait_tcp(self, ref: int | str, port: int | None = None,
+                 timeout: float = 10) -> float:
+        return wait_tcp(self._node(ref)["ip"], port or self.dist_port or 4369, timeout)
+
+
+# -- command line ------------------------------------------------------------------
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name, text in (("up", "start a cluster and leave it running"),
+                       ("demo", "start a cluster, join all nodes to n1, list, remove")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--suite", default="bookworm", choices=SUITES)
+        p.add_argument("--size", type=int, default=3)
+        p.add_argument("--prefix", default="xejdemo")
+        p.add_argument("--subnet", default="172.30.98.0/24")
+        p.add_argument("--dist-port", type=int, default=5210,
+                       help="ERL_DIST_PORT; 0 for epmd mode")
+    p = sub.add_parser("down", help="remove what a run with this prefix left")
+    p.add_argument("--prefix", default="xejdemo")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "down":
+        print(json.dumps({"removed": remove_prefix(args.prefix)}))
+        return 0
+    lab = LabCluster(suite=args.suite, size=args.size, prefix=args.prefix,
+                     subnet=args.subnet, dist_port=args.dist_port or None)
+    with lab if args.cmd == "demo" else _Keep(lab):
+        out: dict[str, Any] = {"nodes": lab.nodes()}
+        if args.cmd == "demo":
+            joins = {}
+            for i in range(2, lab.size + 1):
+                joins[lab.node(i)["name"]] = round(lab.join_cluster(i, 1), 2)
+            out["join_seconds"] = joins
+            out["list_cluster"] = lab.list_cluster(1)
+        out["timings"] = {k: round(v, 2) for k, v in lab.timings.items()}
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+class _Keep:
+    """Context manager for `up`: start, and keep the cluster on success."""
+
+    def __init__(self, lab: LabCluster) -> None:
+        self.lab = lab
+
+    def __enter__(self) -> LabCluster:
+        try:
+            return self.lab.up()
+        except BaseException:
+            self.lab.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
