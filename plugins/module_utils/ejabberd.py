@@ -47,11 +47,13 @@ def ejabberd_started(conn, timeout):
 
 
 def ejabberd_version(conn, timeout):
-    """ejabberd's version string as its application resource says, or None."""
+    """``(release, vsn)``: ejabberd's release ("24.12") and the application's own
+    version string, which distribution packages extend ("24.12-3+deb13u2")."""
     answer = conn.rpc('application', 'get_key', [Atom('ejabberd'), Atom('vsn')], timeout)
     if isinstance(answer, tuple) and len(answer) == 2 and answer[0] == Atom('ok'):
-        return as_text(answer[1])
-    return None
+        vsn = as_text(answer[1])
+        return (vsn.split('-')[0] if vsn else vsn), vsn
+    return None, None
 
 
 def otp_release(conn, timeout):

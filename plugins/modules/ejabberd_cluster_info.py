@@ -93,10 +93,15 @@ stopped_nodes:
   type: list
   elements: str
 ejabberd_version:
-  description: ejabberd release of the node.
+  description: ejabberd release of the node, without a package revision.
   returned: success, or when the membership check fails
   type: str
   sample: "24.12"
+ejabberd_vsn:
+  description: ejabberd's version as its application says, with a distribution package's revision.
+  returned: success, or when the membership check fails
+  type: str
+  sample: "24.12-3+deb13u2"
 otp_release:
   description: Erlang/OTP release of the node.
   returned: success, or when the membership check fails
@@ -138,7 +143,8 @@ def own_view(target):
     """Facts of the node asked; raises DistError."""
     with erldist.connect(**target) as conn:
         facts = ejabberd.cluster_view(conn, target['timeout'])
-        facts['ejabberd_version'] = ejabberd.ejabberd_version(conn, target['timeout'])
+        facts['ejabberd_version'], facts['ejabberd_vsn'] = ejabberd.ejabberd_version(
+            conn, target['timeout'])
         facts['otp_release'] = ejabberd.otp_release(conn, target['timeout'])
     return facts
 

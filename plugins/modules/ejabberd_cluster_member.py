@@ -47,6 +47,9 @@ options:
       - V(present) makes O(node) a member; V(absent) removes it.
       - ejabberd stops the node that leaves (it halts its Erlang VM); started again, it is a
         standalone node with an empty database.
+      - A node that is stopped is removed from the cluster's schema only; its own database still
+        lists the cluster, and it rejoins when started, unless its Mnesia directory is deleted
+        first. The module warns about it.
     type: str
     choices: [present, absent]
     default: present
@@ -226,6 +229,10 @@ def leave(member):
     if node not in theirs['known_nodes']:
         return
     member.result['changed'] = True
+    if node not in theirs['running_nodes']:
+        member.module.warn('%s is stopped, so it is removed from the cluster without knowing it: its '
+                           'own Mnesia database still lists the cluster and it rejoins when started. '
+                           'Delete its Mnesia directory (SPOOL_DIR) before starting it again.' % node)
     if member.module.check_mode:
         return
 
