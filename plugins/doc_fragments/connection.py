@@ -69,5 +69,6 @@ options:
 notes:
   - The module talks to the node over the Erlang distribution protocol itself, as a hidden
     node; it needs neither ejabberdctl nor Erlang where it runs, only Python 3.9 or later.
-  - Supports nodes of Erlang/OTP 23 and later (tested with OTP 25 and 27).
+  - Supports nodes of Erlang/OTP 23 and later; tested against OTP 25, 27 and 29 (Debian 12, 13 and
+    testing). OTP 26 and 28 are not packaged in any Debian suite reachable here.
 '''

@@ -29,6 +29,7 @@ import zlib
 VERSION = 131
 
 # Tags, named as in erts/emulator/beam/external.h.
+NATIVE_RECORD_EXT = 67  # OTP 29+ (EEP 79)
 NEW_FLOAT_EXT = 70
 BIT_BINARY_EXT = 77
 COMPRESSED = 80
@@ -178,6 +179,16 @@ class Export(_Value):
         self.module, self.function, self.arity = module, function, arity
 
 
+class NativeRecord(_Value):
+    """An OTP 29+ native record: ``fields`` is a tuple of (name, value) pairs."""
+
+    __slots__ = ('module', 'name', 'exported', 'fields')
+
+    def __init__(self, module, name, exported, fields):
+        self.module, self.name, self.exported = Atom(module), Atom(name), bool(exported)
+        self.fields = tuple((Atom(k), v) for k, v in fields)
+
+
 class Fun(_Value):
     """A fun, kept opaque: ``raw`` is its encoding after the tag byte."""
 
@@ -292,6 +303,16 @@ def _decode_new_fun(r, depth):
         raise TermError('NEW_FUN_EXT size %d is too small' % size)
     r.take(size - 4)
     return Fun(NEW_FUN_EXT, r.data[start:r.pos])
+
+
+def _decode_native_record(r, depth):
+    # 67 | field count:32 | exported:8 | module | name | field-name atoms | values
+    count = r.count(r.u32(), 2)
+    exported = r.u8()
+    module, name = _decode_atom(r, depth), _decode_atom(r, depth)
+    keys = [_decode_atom(r, depth) for dummy in range(count)]
+    values = [_decode(r, depth + 1) for dummy in range(count)]
+    return NativeRecord(module, name, exported, zip(keys, values))
 
 
 def _decode_map(r, depth):
@@ -427,6 +448,8 @@ def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-br
         return Export(_decode_atom(r, depth), _decode_atom(r, depth), _decode_int(r, depth))
     if tag == NEW_FUN_EXT:
         return _decode_new_fun(r, depth)
+    if tag == NATIVE_RECORD_EXT:
+        return _decode_native_record(r, depth)
     if tag == FUN_EXT:
         return _decode_fun_ext(r, depth)
     if tag == ATOM_CACHE_REF:
@@ -590,6 +613,14 @@ def _encode(term, out, depth):  # pylint: disable=too-many-branches
         _encode_atom(term.module, out)
         _encode_atom(term.function, out)
         _encode_int(term.arity, out)
+    elif isinstance(term, NativeRecord):
+        out += struct.pack('>BIB', NATIVE_RECORD_EXT, len(term.fields), 1 if term.exported else 0)
+        _encode_atom(term.module, out)
+        _encode_atom(term.name, out)
+        for key, dummy in term.fields:
+            _encode_atom(key, out)
+        for dummy, value in term.fields:
+            _encode(value, out, depth + 1)
     elif isinstance(term, Fun):
         out += struct.pack('>B', term.tag) + term.raw
     else:
