@@ -52,7 +52,7 @@ def ejabberd_version(conn, timeout):
     answer = conn.rpc('application', 'get_key', [Atom('ejabberd'), Atom('vsn')], timeout)
     if isinstance(answer, tuple) and len(answer) == 2 and answer[0] == Atom('ok'):
         vsn = as_text(answer[1])
-        return (vsn.split('-')[0] if vsn else vsn), vsn
+        return (vsn.split('-', maxsplit=1)[0] if vsn else vsn), vsn
     return None, None
 
 

@@ -56,7 +56,7 @@ class LabError(RuntimeError):
 
 def random_cookie(length: int = 20) -> str:
     """A cookie shaped like the ones Erlang generates (upper-case letters)."""
-    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(length))
+    return "".join(secrets.choice(string.ascii_uppercase) for dummy in range(length))
 
 
 def docker(args: Sequence[str], *, input: str | None = None, check: bool = True,
@@ -65,7 +65,7 @@ def docker(args: Sequence[str], *, input: str | None = None, check: bool = True,
     argv = [DOCKER, *args]
     try:
         proc = subprocess.run(argv, input=input, capture_output=True, text=True,
-                              timeout=timeout,
+                              timeout=timeout, check=False,
                               stdin=None if input is not None else subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise LabError(f"timed out after {timeout}s: {' '.join(argv)}") from None
@@ -92,7 +92,7 @@ def _run_script(name: str, *args: str, timeout: float = 300) -> None:
     script = LAB_DIR / name
     try:
         proc = subprocess.run([str(script), *args], capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         raise LabError(f"{script} {' '.join(args)} timed out after {timeout}s") from None
     if proc.returncode != 0:
@@ -536,7 +536,7 @@ class LabCluster:
 # -- command line ------------------------------------------------------------------
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name, text in (("up", "start a cluster and leave it running"),
                        ("demo", "start a cluster, join all nodes to n1, list, remove")):
