@@ -1,9 +1,9 @@
 # xmpp.ejabberd: the one entry point for developers and CI.
 #
-#   make test         everything: deps + venv + collection + lint + sanity + pytest
+#   make test         everything: deps + venv + collection + lint + sanity + pytest + molecule
 #   make demo         deploy the 3-node demo cluster on local lab containers
 #   make demo-clean   remove the demo containers
-#   make venv | deps | collection | lint | sanity | pytest | bench | clean
+#   make venv | deps | collection | lint | sanity | pytest | molecule | bench | clean
 #
 # Every recipe is one bash script (.ONESHELL) that stops at the first error.
 
@@ -203,7 +203,7 @@ pytest: venv collection
 # run reports every problem; the exit status is non-zero if any of them failed.
 .PHONY: test
 test: deps venv collection
-	if $(MAKE) -k lint sanity pytest; then
+	if $(MAKE) -k lint sanity pytest molecule; then
 	  echo "make test: all steps passed"
 	else
 	  echo "make test: FAILED (see the errors above)" >&2; exit 1

@@ -1,0 +1,452 @@
+# Copyright: xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Role xmpp.ejabberd.erlang_cookie against lab containers.
+
+n1 and n2 run ejabberd as one cluster (tests/lab/harness.py, cookie in their files);
+w1 and w2 are fresh hosts (ejabberd installed, not started, no cookie file). The role
+runs through ``ansible-playbook`` with the community.docker.docker connection, as the
+ejabberd role runs it (``include_role``). Cookies travel in private vars files only
+(never in an argv); files are compared by SHA-256 digest and no cookie is ever printed:
+assertions are made on booleans so that pytest cannot show one either.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster, LabError
+
+pytestmark = pytest.mark.lab
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
+SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
+PREFIX = "xrck"
+# This file's lab takes the first free 172.30.100-109.0/24 (another run may hold one).
+SUBNETS = [os.environ["XMPP_EJABBERD_TEST_SUBNET_COOKIE"]] \
+    if os.environ.get("XMPP_EJABBERD_TEST_SUBNET_COOKIE") \
+    else ["172.30.%d.0/24" % x for x in range(100, 110)]
+DIST_PORT = 5210
+COOKIE_FILE = "/var/lib/ejabberd/.erlang.cookie"   # HOME of user ejabberd in Debian's package
+
+RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
+                      r"failed=(\d+)\s+skipped=(\d+)", re.M)
+
+PLAYBOOK = """\
+---
+- name: Apply xmpp.ejabberd.erlang_cookie
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Include the role as the ejabberd role does
+      ansible.builtin.include_role:
+        name: xmpp.ejabberd.erlang_cookie
+"""
+
+
+def new_cookie() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for dummy in range(32))
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------
+# Running the role
+
+
+class Play:
+    """Result of one ansible-playbook run."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str], wall: float) -> None:
+        self.rc = proc.returncode
+        self.out = proc.stdout + proc.stderr
+        self.wall = wall
+        self.recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
+                                   "unreachable": int(m.group(4)), "failed": int(m.group(5))}
+                      for m in RECAP_RE.finditer(proc.stdout)}
+        self.secrets: list[str] = []
+
+    def changed(self, host: str) -> int:
+        return self.recap[host]["changed"]
+
+    def failed(self, host: str) -> int:
+        return self.recap[host]["failed"]
+
+    def shows(self, secret: str) -> bool:
+        return secret in self.out
+
+    def __repr__(self) -> str:
+        out = self.out
+        for secret in self.secrets:     # never let a failing test print a cookie
+            out = out.replace(secret, "<COOKIE>")
+        return "Play(rc=%d, recap=%r)\n%s" % (self.rc, self.recap, out[-6000:])
+
+
+class Runner:
+    """ansible-playbook against the lab's containers (inventory written once)."""
+
+    def __init__(self, lab: LabCluster, workdir: str) -> None:
+        self.workdir = workdir
+        self.playbook = os.path.join(workdir, "play.yml")
+        with open(self.playbook, "w", encoding="utf-8") as handle:
+            handle.write(PLAYBOOK)
+        lines = ["%s ansible_host=%s" % (ref, container(lab, ref)) for ref in ("n1", "n2", "w1", "w2")]
+        lines += ["", "[all:vars]", "ansible_connection=community.docker.docker",
+                  "ansible_python_interpreter=/usr/bin/python3"]
+        self.inventory = os.path.join(workdir, "hosts.ini")
+        with open(self.inventory, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        venv_bin = os.path.dirname(sys.executable)
+        self.ansible_playbook = (os.path.join(venv_bin, "ansible-playbook")
+                                 if os.path.exists(os.path.join(venv_bin, "ansible-playbook"))
+                                 else shutil.which("ansible-playbook"))
+        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT,
+                        ANSIBLE_PIPELINING="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0",
+                        ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"),
+                        ANSIBLE_STDOUT_CALLBACK="default")
+        self.env.pop("ANSIBLE_CONFIG", None)
+        self._count = 0
+        self.secrets: list[str] = []
+
+    def run(self, limit: str, variables: dict, *args: str) -> Play:
+        self._count += 1
+        fd, varfile = tempfile.mkstemp(prefix="vars-%d." % self._count, suffix=".json",
+                                       dir=self.workdir)   # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(variables, handle)
+        argv = [self.ansible_playbook, "-i", self.inventory, "--limit", limit,
+                "-e", "@" + varfile, *args, self.playbook]
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env,
+                                  timeout=900, stdin=subprocess.DEVNULL, cwd=self.workdir, check=False)
+        finally:
+            os.unlink(varfile)
+        play = Play(proc, time.monotonic() - start)
+        play.secrets = self.secrets
+        return play
+
+    def cookie(self) -> str:
+        """A new random cookie, remembered so that no report ever shows it."""
+        value = new_cookie()
+        self.secrets.append(value)
+        return value
+
+
+# ---------------------------------------------------------------------------------
+# Lab
+
+
+def container(lab: LabCluster, ref: str) -> str:
+    return lab.node(int(ref[1]) if ref[0] == "n" else ref)["container"]
+
+
+def _start_lab() -> LabCluster:
+    last: Exception | None = None
+    for subnet in SUBNETS:
+        lab = LabCluster(suite=SUITE, size=2, prefix=PREFIX, subnet=subnet, dist_port=DIST_PORT)
+        try:
+            lab.up()
+        except LabError as exc:
+            lab.close()
+            if "cannot create network" not in str(exc):
+                raise
+            last = exc
+            continue
+        try:
+            lab.join_cluster(2, 1)
+            lab.add_container("w1")
+            lab.add_container("w2")
+        except BaseException:
+            lab.close()
+            raise
+        return lab
+    raise LabError("no free subnet for the cookie lab: %s" % last)
+
+
+@pytest.fixture(scope="module")
+def env(request):
+    if not os.access(DOCKER, os.X_OK):
+        message = "docker (%s) is missing: run `make deps`" % DOCKER
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    start = time.monotonic()
+    lab = _start_lab()
+    workdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-cookie.")
+    timings = {"lab_up": time.monotonic() - start}
+    try:
+        runner = Runner(lab, workdir)
+        runner.secrets.append(lab.cookie)
+        yield {"lab": lab, "runner": runner, "run": runner.run, "timings": timings,
+               "cluster_cookie": lab.cookie, "w_cookie": None}
+    finally:
+        lab.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        reporter = request.config.pluginmanager.getplugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("erlang_cookie lab: " + ", ".join(
+                "%s %.1f s" % item for item in timings.items()))
+
+
+def sh(lab, ref, script: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return lab.exec(ref if ref[0] != "n" else int(ref[1]), ["sh", "-c", script], check=check)
+
+
+def cookie_file(lab, ref) -> dict | None:
+    """Owner, group, mode and SHA-256 of the cookie file (None when missing)."""
+    proc = sh(lab, ref, "stat -c '%%U %%G %%a' %s && sha256sum %s" % (COOKIE_FILE, COOKIE_FILE))
+    if proc.returncode != 0:
+        return None
+    lines = proc.stdout.split("\n")
+    owner, group, mode = lines[0].split()
+    return {"owner": owner, "group": group, "mode": mode, "sha256": lines[1].split()[0]}
+
+
+def node_accepts(lab, ref, cookie: str) -> bool:
+    """Whether the running node accepts ``cookie`` (handshake from this machine)."""
+    node = lab.node(int(ref[1]))
+    try:
+        erldist.connect(node["name"], cookie, address=node["ip"], dist_port=DIST_PORT,
+                        timeout=5).close()
+        return True
+    except erldist.DistError as exc:
+        if exc.reason != "cookie_rejected":
+            raise AssertionError("%s: %s" % (node["name"], exc.reason)) from None
+        return False
+
+
+def assert_cluster(lab, timeout: float = 60) -> None:
+    """Both nodes list both as running members (ejabberdctl reads the cookie file)."""
+    want = sorted(lab.node(i)["name"] for i in (1, 2))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got = [lab.list_cluster(1), lab.list_cluster(2)]
+        except LabError as exc:
+            got = [str(exc)[:200]]
+        if got == [want, want]:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("cluster is not n1+n2 on both nodes: %s" % got)
+        time.sleep(1)
+
+
+def assert_files(lab, refs, cookie: str) -> None:
+    want = {"owner": "ejabberd", "group": "ejabberd", "mode": "400", "sha256": sha256(cookie)}
+    for ref in refs:
+        assert cookie_file(lab, ref) == want, ref
+
+
+# ---------------------------------------------------------------------------------
+# Fresh hosts: write, idempotence, secrecy, check mode, adoption
+
+
+def test_writes_the_cookie_file(env):
+    lab, runner = env["lab"], env["runner"]
+    cookie = runner.cookie()
+    assert cookie_file(lab, "w1") is None
+    play = runner.run("w1", {"erlang_cookie_value": cookie})
+    env["timings"]["first_write"] = play.wall
+    assert play.rc == 0, play
+    assert play.changed("w1") == 1, play
+    assert_files(lab, ["w1"], cookie)
+    env["w_cookie"] = cookie
+
+
+def test_second_run_changes_nothing(env):
+    play = env["run"]("w1", {"erlang_cookie_value": env["w_cookie"]})
+    env["timings"]["second_run"] = play.wall
+    assert play.rc == 0 and play.changed("w1") == 0, play
+
+
+def test_check_mode_changes_nothing(env):
+    lab, runner = env["lab"], env["runner"]
+    play = runner.run("w1", {"erlang_cookie_value": runner.cookie()}, "--check", "--diff")
+    assert play.rc == 0 and play.changed("w1") == 1, play
+    assert_files(lab, ["w1"], env["w_cookie"])
+
+
+def test_cookie_never_in_verbose_diff_output(env):
+    lab, runner = env["lab"], env["runner"]
+    old, cookie = env["w_cookie"], runner.cookie()
+    play = runner.run("w1", {"erlang_cookie_value": cookie}, "-vvv", "--diff")
+    assert play.rc == 0 and play.changed("w1") == 1, play
+    leaked = play.shows(cookie) or play.shows(old)
+    assert not leaked, "a cookie appears in the -vvv --diff output"
+    assert_files(lab, ["w1"], cookie)
+    env["w_cookie"] = cookie
+
+
+def test_adopts_the_cookie_of_a_host_that_has_one(env):
+    lab, run = env["lab"], env["run"]
+    assert cookie_file(lab, "w2") is None
+    play = run("w1,w2", {}, "-vvv")                 # no erlang_cookie_value
+    assert play.rc == 0, play
+    assert play.changed("w1") == 0 and play.changed("w2") == 1, play
+    assert not play.shows(env["w_cookie"]), "the adopted cookie appears in the output"
+    assert_files(lab, ["w1", "w2"], env["w_cookie"])
+    play = run("w1,w2", {})
+    assert play.rc == 0 and play.changed("w2") == 0, play
+
+
+# ---------------------------------------------------------------------------------
+# Bad input: rejected with the variable named, nothing changed
+
+
+BAD_INPUT = {
+    "empty_and_nothing_to_adopt": ({"erlang_cookie_value": ""}, "erlang_cookie_value"),
+    "empty_where_required": ({"erlang_cookie_value": "", "erlang_cookie_require_value": True},
+                             "erlang_cookie_value"),
+    "too_long": ({"erlang_cookie_value": "A" * 256}, "erlang_cookie_value"),
+    "tab": ({"erlang_cookie_value": "ABCDEF\tGHIJKL"}, "erlang_cookie_value"),
+    "newline": ({"erlang_cookie_value": "ABCDEF\nGHIJKL"}, "erlang_cookie_value"),
+    "only_spaces": ({"erlang_cookie_value": "    "}, "erlang_cookie_value"),
+    "not_ascii": ({"erlang_cookie_value": "ABCDEF\u00e9GHIJKL"}, "erlang_cookie_value"),
+    "user_without_home": ({"erlang_cookie_value": "GOODCOOKIEVALUE1", "erlang_cookie_user": "nohome"},
+                          "erlang_cookie_user"),
+    "user_home_missing": ({"erlang_cookie_value": "GOODCOOKIEVALUE2", "erlang_cookie_user": "gonehome"},
+                          "erlang_cookie_user"),
+    "missing_user": ({"erlang_cookie_value": "GOODCOOKIEVALUE3", "erlang_cookie_user": "nosuchuser"},
+                     "erlang_cookie_user"),
+    "rotation_method": ({"erlang_cookie_value": "GOODCOOKIEVALUE4",
+                         "erlang_cookie_rotation_method": "reboot"}, "erlang_cookie_rotation_method"),
+}
+
+
+def _host_state(lab, ref) -> str:
+    return sh(lab, ref, "ls -la --time-style=full-iso /var/lib/ejabberd; "
+                        "sha256sum /var/lib/ejabberd/.erlang.cookie 2>&1").stdout
+
+
+@pytest.fixture(scope="module")
+def bad_runs(env):
+    """Every bad-input case on w2 (its cookie file removed first), run at once."""
+    lab, run = env["lab"], env["run"]
+    sh(lab, "w2", "rm -f %s; echo 'nohome:x:4243:4243:no home::/usr/sbin/nologin' >> /etc/passwd; "
+                  "useradd -M -d /nonexistent gonehome" % COOKIE_FILE, check=True)
+    assert sh(lab, "w2", "getent passwd nohome | cut -d: -f6").stdout.strip() == ""
+    before = _host_state(lab, "w2")
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {case: pool.submit(run, "w2", variables)
+                   for case, (variables, dummy) in BAD_INPUT.items()}
+        results = {case: f.result() for case, f in futures.items()}
+    env["timings"]["bad_input_%d_runs" % len(BAD_INPUT)] = time.monotonic() - start
+    return {"results": results, "before": before, "after": _host_state(lab, "w2")}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_fails_before_any_change(bad_runs, case):
+    play = bad_runs["results"][case]
+    variables, variable = BAD_INPUT[case]
+    assert play.rc != 0, play
+    assert play.failed("w2") == 1 and play.changed("w2") == 0, play
+    assert variable in play.out, play
+    value = variables.get("erlang_cookie_value")
+    if value and value.strip():
+        leaked = play.shows(value)
+        assert not leaked, "the rejected cookie appears in the output"
+    assert bad_runs["after"] == bad_runs["before"]
+
+
+def test_empty_cookie_message_says_what_to_set(bad_runs):
+    play = bad_runs["results"]["empty_and_nothing_to_adopt"]
+    assert "set erlang_cookie_value" in play.out, play
+
+
+# ---------------------------------------------------------------------------------
+# Rotation on the running cluster n1+n2
+
+
+def test_runtime_rotation_keeps_the_cluster(env):
+    lab, runner = env["lab"], env["runner"]
+    old = env["cluster_cookie"]
+    assert_cluster(lab)
+    cookie = runner.cookie()
+    play = runner.run("n1,n2", {"erlang_cookie_value": cookie})
+    env["timings"]["runtime_rotation"] = play.wall
+    assert play.rc == 0, play
+    assert play.changed("n1") == 2 and play.changed("n2") == 2, play   # switch + file
+    assert_files(lab, ["n1", "n2"], cookie)
+    for ref in ("n1", "n2"):
+        switched = node_accepts(lab, ref, cookie) and not node_accepts(lab, ref, old)
+        assert switched, ref
+    assert_cluster(lab, timeout=5)       # no restart happened: still one cluster
+
+    # New connections between the nodes (a reconnect) would use the new cookie: each
+    # node's own cookie and its cookie for the other node are the new one. (Dropping the
+    # connection to prove it would make Mnesia see a partition, which it does not heal.)
+    for me, other in ((1, 2), (2, 1)):
+        node = lab.node(me)
+        with erldist.connect(node["name"], cookie, address=node["ip"], dist_port=DIST_PORT,
+                             timeout=5) as conn:
+            own = conn.rpc("erlang", "get_cookie", [], 5)
+            for_peer = conn.rpc("erlang", "get_cookie", [Atom(lab.node(other)["name"])], 5)
+            peers = conn.rpc("erlang", "nodes", [], 5)
+        consistent = own == cookie and for_peer == cookie
+        assert consistent, "n%d does not use the new cookie for itself and n%d" % (me, other)
+        assert [str(p) for p in peers] == [lab.node(other)["name"]]
+
+    play = runner.run("n1,n2", {"erlang_cookie_value": cookie})
+    assert play.rc == 0 and play.changed("n1") == 0 and play.changed("n2") == 0, play
+    env["cluster_cookie"] = cookie
+
+
+def test_check_mode_on_the_cluster_changes_nothing(env):
+    lab, runner = env["lab"], env["runner"]
+    current = env["cluster_cookie"]
+    play = runner.run("n1,n2", {"erlang_cookie_value": runner.cookie()}, "--check")
+    assert play.rc == 0 and play.changed("n1") == 2, play
+    assert_files(lab, ["n1", "n2"], current)
+    for ref in ("n1", "n2"):
+        assert node_accepts(lab, ref, current), ref
+
+
+def test_interrupted_rotation_is_finished_by_a_rerun(env):
+    """n1 already runs with the new cookie (a former run stopped after the switch)."""
+    lab, runner = env["lab"], env["runner"]
+    old, cookie = env["cluster_cookie"], runner.cookie()
+    n1 = lab.node(1)
+    with erldist.connect(n1["name"], old, address=n1["ip"], dist_port=DIST_PORT, timeout=5) as conn:
+        conn.rpc("erlang", "set_cookie", [Atom(lab.node(2)["name"]), Atom(cookie)], 5)
+        conn.rpc("erlang", "set_cookie", [Atom(cookie)], 5)
+    play = runner.run("n1,n2", {"erlang_cookie_value": cookie})
+    assert play.rc == 0, play
+    assert play.changed("n1") == 1 and play.changed("n2") == 2, play   # n1: file only
+    assert_files(lab, ["n1", "n2"], cookie)
+    assert_cluster(lab, timeout=5)
+    env["cluster_cookie"] = cookie
+
+
+def test_restart_rotation(env):
+    lab, runner = env["lab"], env["runner"]
+    cookie = runner.cookie()
+    play = runner.run("n1,n2", {"erlang_cookie_value": cookie,
+                                "erlang_cookie_rotation_method": "restart"})
+    env["timings"]["restart_rotation"] = play.wall
+    assert play.rc == 0, play
+    assert play.changed("n1") >= 3 and play.changed("n2") >= 3, play   # stop, file, start
+    assert_files(lab, ["n1", "n2"], cookie)
+    for ref in ("n1", "n2"):
+        assert node_accepts(lab, ref, cookie), ref
+    assert_cluster(lab)
+    env["cluster_cookie"] = cookie
