@@ -22,13 +22,12 @@ description:
     join a node that already knows other nodes (it belongs to another cluster) unless O(force=true).
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
+  - xmpp.ejabberd.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Reads both nodes and reports what would change; nothing is changed.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The cluster members known to O(node) before and after.
 options:

@@ -21,13 +21,12 @@ description:
     cookie without splitting it (the playbook C(xmpp.ejabberd.rotate_cookie) does this).
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
+  - xmpp.ejabberd.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Tells whether the node would be switched; changes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: The cookie is a secret and is never shown.
 options:

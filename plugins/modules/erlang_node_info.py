@@ -19,13 +19,12 @@ description:
   - With O(fail_on_error=false) an unreachable node is a result, not a failure, for probing loops.
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
+  - xmpp.ejabberd.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: The module only reads; it runs the same in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   fail_on_error:
