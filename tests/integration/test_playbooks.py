@@ -1,0 +1,875 @@
+# Copyright: xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The playbooks xmpp.ejabberd.site, verify, rotate_cookie and rolling_restart against
+three lab containers, run as an operator runs them (``ansible-playbook xmpp.ejabberd.<name>``).
+
+s1, s2 and s3 start as fresh hosts: ejabberd installed (the lab image), neither configured
+nor started, no cookie file; the site playbook does everything (inventory as
+lab/demo/inventory.yml: fixed-port mode on 5210, long names with the containers'
+addresses, nftables, ``ejabberd_install: none``). ``fresh`` stays such a host for the
+bad-input cases. The firewall peers are the three nodes plus this machine (the network's
+gateway), so that the tests can talk to the nodes over Erlang distribution from here.
+
+Cookies travel in private (0600) vars files only, never in an argv; cookie files are
+compared by SHA-256 digest, and assertions are made on booleans so that no cookie is
+ever shown. The tests run in file order on one lab (module-scoped fixtures): site,
+verify, rotate_cookie, rolling_restart, bad input.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import as_text
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster, LabError
+
+pytestmark = pytest.mark.lab
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
+SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
+PREFIX = "xpb"
+# This file's lab takes the first free 172.30.120-129.0/24 (another run may hold one).
+SUBNETS = [os.environ["XMPP_EJABBERD_TEST_SUBNET_PLAYBOOKS"]] \
+    if os.environ.get("XMPP_EJABBERD_TEST_SUBNET_PLAYBOOKS") \
+    else ["172.30.%d.0/24" % x for x in range(120, 130)]
+DIST_PORT = 5210
+HOSTS = ("s1", "s2", "s3")          # the cluster; inventory names are the container names
+FRESH = "fresh"                     # stays unconfigured: bad input
+COOKIE_FILE = "/var/lib/ejabberd/.erlang.cookie"   # HOME of user ejabberd in Debian's package
+CTL_CFG = "/etc/default/ejabberd"                  # target of /etc/ejabberd/ejabberdctl.cfg
+POLL_INTERVAL = 0.1
+RPC_TIMEOUT = 5.0      # per poll; generous for a loaded CI machine
+
+RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
+                      r"failed=(\d+)\s+skipped=(\d+)", re.M)
+FATAL_RE = re.compile(r"^fatal: \[([^\]]+)\]: FAILED! => (\{.*\})\s*$", re.M)
+
+# Ask every node from this machine with the collection's module (cookie from a file).
+CHECK_PLAYBOOK = """\
+---
+- name: Ask every node of the cluster from this machine
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Read each node's view, and every peer's
+      xmpp.ejabberd.ejabberd_cluster_info:
+        node: "{{ item.name }}"
+        address: "{{ item.ip }}"
+        dist_port: "{{ dist_port }}"
+        cookie_file: "{{ cookie_file }}"
+        expected_nodes: "{{ expected }}"
+        check_peers: true
+      loop: "{{ nodes }}"
+      register: check_info
+      ignore_errors: true
+
+    - name: Save the answers
+      ansible.builtin.copy:
+        dest: "{{ out_file }}"
+        content: "{{ check_info.results | to_json }}"
+        mode: "0600"
+"""
+
+
+def new_cookie(length: int = 32) -> str:
+    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for dummy in range(length))
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def private_file(directory: str, prefix: str, content: str) -> str:
+    """A new file only this user can read (mkstemp: mode 0600)."""
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=directory)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    return path
+
+
+# ---------------------------------------------------------------------------------
+# Running the playbooks
+
+
+class Play:
+    """Result of one ansible-playbook run."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str], wall: float,
+                 secrets_: list[str]) -> None:
+        self.rc = proc.returncode
+        self.out = proc.stdout + proc.stderr
+        self.wall = wall
+        self.recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
+                                   "unreachable": int(m.group(4)), "failed": int(m.group(5))}
+                      for m in RECAP_RE.finditer(proc.stdout)}
+        self.secrets = secrets_
+
+    def changed(self, host: str) -> int:
+        return self.recap[host]["changed"]
+
+    def failed(self, host: str) -> int:
+        return self.recap[host]["failed"]
+
+    def fatal_messages(self) -> list[str]:
+        """The ``msg`` of every ``fatal:`` line."""
+        msgs = []
+        for match in FATAL_RE.finditer(self.out):
+            try:
+                msgs.append(str(json.loads(match.group(2)).get("msg", "")))
+            except ValueError:
+                msgs.append(match.group(2))
+        return msgs
+
+    def shows_a_secret(self) -> bool:
+        return any(secret in self.out for secret in self.secrets)
+
+    def __repr__(self) -> str:
+        out = self.out
+        for secret in self.secrets:     # never let a failing test print a cookie
+            out = out.replace(secret, "<COOKIE>")
+        return "Play(rc=%d, wall=%.1f, recap=%r)\n%s" % (self.rc, self.wall, self.recap, out[-8000:])
+
+
+class Runner:
+    """ansible-playbook against the lab's containers; inventories written once."""
+
+    def __init__(self, lab: LabCluster, workdir: str) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.gateway = lab.gateway
+        self.ips = {ref: lab.node(ref)["ip"] for ref in (*HOSTS, FRESH)}
+        self.names = {ref: "ejabberd@" + ip for ref, ip in self.ips.items()}
+        peers = [self.ips[ref] for ref in HOSTS] + [self.gateway]
+        self.inventories = {
+            "cluster": self._inventory("cluster", HOSTS, {"ejabberd_firewall_peers": peers}),
+            "fresh": self._inventory("fresh", (FRESH,), {}),
+            # s1 with a short name, s2 and s3 with long names
+            "mixed": self._inventory("mixed", HOSTS, {"ejabberd_firewall_peers": peers},
+                                     names={"s1": "ejabberd@n1"}),
+        }
+        venv_bin = os.path.dirname(sys.executable)
+        self.bin = {tool: (os.path.join(venv_bin, tool)
+                           if os.path.exists(os.path.join(venv_bin, tool)) else shutil.which(tool))
+                    for tool in ("ansible-playbook",)}
+        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT,
+                        ANSIBLE_PIPELINING="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0",
+                        ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"),
+                        ANSIBLE_STDOUT_CALLBACK="default",
+                        # Debian's docker client first: community.docker takes `docker` from PATH
+                        PATH=os.pathsep.join([venv_bin, "/usr/bin", os.environ.get("PATH", "")]))
+        for name in ("ANSIBLE_CONFIG", "ANSIBLE_CALLBACK_RESULT_FORMAT", "ANSIBLE_INVENTORY"):
+            self.env.pop(name, None)
+        self._count = 0
+        self._lock = threading.Lock()
+        self.secrets: list[str] = []
+        self.check_playbook = os.path.join(workdir, "check.yml")
+        with open(self.check_playbook, "w", encoding="utf-8") as handle:
+            handle.write(CHECK_PLAYBOOK)
+
+    def _inventory(self, label: str, refs, extra_vars: dict, names: dict | None = None) -> str:
+        hosts = {}
+        for ref in refs:
+            ip = self.ips[ref]
+            hosts[self.lab.node(ref)["container"]] = {
+                "ejabberd_node_name": (names or {}).get(ref, "ejabberd@" + ip),
+                "ejabberd_inet_dist_interface": ip,
+                "ejabberd_address": ip,
+            }
+        group_vars = {
+            "ansible_connection": "community.docker.docker",
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "ejabberd_install": "none",
+            "ejabberd_layout": "debian",
+            "ejabberd_epmd": False,
+            "ejabberd_dist_port": DIST_PORT,
+            "ejabberd_firewall_backend": "nftables",
+            **extra_vars,
+        }
+        path = os.path.join(self.workdir, "inventory-%s.json" % label)   # JSON is YAML
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump({"ejabberd": {"hosts": hosts, "vars": group_vars}}, handle, indent=1)
+        return path
+
+    def cookie(self) -> str:
+        """A new random cookie, remembered so that no report ever shows it."""
+        value = new_cookie()
+        self.secrets.append(value)
+        return value
+
+    def run(self, playbook: str, variables: dict | None = None, *args: str,
+            inventory: str = "cluster") -> Play:
+        """ansible-playbook [-e @private vars file] ARGS xmpp.ejabberd.<playbook>."""
+        with self._lock:
+            self._count += 1
+            count = self._count
+        argv = [self.bin["ansible-playbook"], "-i", self.inventories[inventory]]
+        varfile = None
+        if variables is not None:
+            varfile = private_file(self.workdir, "vars-%d." % count, json.dumps(variables))
+            argv += ["-e", "@" + varfile]
+        argv += [*args, "xmpp.ejabberd." + playbook]
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=900,
+                                  stdin=subprocess.DEVNULL, cwd=self.workdir, check=False)
+        finally:
+            if varfile:
+                os.unlink(varfile)
+        return Play(proc, time.monotonic() - start, self.secrets)
+
+    def module_check(self, cookie: str) -> list[dict]:
+        """ejabberd_cluster_info (expected_nodes, check_peers) on every node, run here."""
+        cookie_file = private_file(self.workdir, "cookie.", cookie)
+        out_file = os.path.join(self.workdir, "check-%s.json" % secrets.token_hex(4))
+        variables = {
+            "nodes": [{"name": self.names[ref], "ip": self.ips[ref]} for ref in HOSTS],
+            "expected": [self.names[ref] for ref in HOSTS],
+            "dist_port": DIST_PORT, "cookie_file": cookie_file, "out_file": out_file,
+            "ansible_python_interpreter": sys.executable,
+        }
+        varfile = private_file(self.workdir, "check-vars.", json.dumps(variables))
+        try:
+            proc = subprocess.run([self.bin["ansible-playbook"], "-i", "localhost,",
+                                   "-e", "@" + varfile, self.check_playbook],
+                                  capture_output=True, text=True, env=self.env, timeout=300,
+                                  stdin=subprocess.DEVNULL, cwd=self.workdir, check=False)
+            play = Play(proc, 0, self.secrets)
+            assert proc.returncode == 0 and os.path.exists(out_file), play
+            assert not play.shows_a_secret(), "a cookie appears in the module check's output"
+            with open(out_file, encoding="utf-8") as handle:
+                return json.load(handle)
+        finally:
+            for path in (cookie_file, varfile, out_file):
+                if os.path.exists(path):
+                    os.unlink(path)
+
+
+# ---------------------------------------------------------------------------------
+# Watching the cluster from this machine during a playbook
+
+
+class ClusterPoller:
+    """One distribution connection per node, and a thread that asks every node for
+    ``ejabberd_cluster:get_nodes()`` every POLL_INTERVAL seconds.
+
+    ``rounds`` is a list of ``{node: sorted running members, or None}``, one per round.
+    Without ``reconnect``, the connections opened before the playbook are the only
+    ones (a broken one stays broken: its polls fail); with it, a node that dropped the
+    connection (restarted) is connected again with ``cookie``.
+    """
+
+    def __init__(self, nodes: list[dict], cookie: str, *, reconnect: bool) -> None:
+        self.nodes = nodes
+        self._cookie = cookie
+        self.reconnect = reconnect
+        self.conns: dict[str, erldist.Connection | None] = {}
+        self.rounds: list[dict[str, list[str] | None]] = []
+        self.errors: dict[str, list[str]] = {n["name"]: [] for n in nodes}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:   # no cookie here
+        return "ClusterPoller(%d rounds, errors=%r)" % (
+            len(self.rounds), {k: v[:5] for k, v in self.errors.items()})
+
+    def _connect(self, node: dict, timeout: float) -> erldist.Connection:
+        return erldist.connect(node["name"], self._cookie, address=node["ip"],
+                               dist_port=DIST_PORT, timeout=timeout)
+
+    def _poll(self, node: dict) -> list[str] | None:
+        name = node["name"]
+        conn = self.conns.get(name)
+        if conn is None:
+            if not self.reconnect:
+                self.errors[name].append("connection lost")
+                return None
+            try:
+                conn = self.conns[name] = self._connect(node, 1.0)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                self.errors[name].append("connect: %s" % getattr(exc, "reason", type(exc).__name__))
+                return None
+        try:
+            return sorted(str(n) for n in conn.rpc("ejabberd_cluster", "get_nodes", [], RPC_TIMEOUT))
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            self.errors[name].append("rpc: %s" % getattr(exc, "reason", type(exc).__name__))
+            conn.close()
+            self.conns[name] = None
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            start = time.monotonic()
+            self.rounds.append({n["name"]: self._poll(n) for n in self.nodes})
+            self._stop.wait(max(0.0, POLL_INTERVAL - (time.monotonic() - start)))
+
+    def polls(self, name: str) -> int:
+        """How many polls of this node got an answer."""
+        return sum(1 for r in self.rounds if r[name] is not None)
+
+    def __enter__(self) -> "ClusterPoller":
+        try:
+            for node in self.nodes:
+                self.conns[node["name"]] = self._connect(node, 5.0)
+        except BaseException:
+            self._close()
+            raise
+        self._thread = threading.Thread(target=self._run, name="cluster-poller", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        self._close()
+
+    def _close(self) -> None:
+        for conn in self.conns.values():
+            if conn is not None:
+                conn.close()
+
+
+# ---------------------------------------------------------------------------------
+# Lab
+
+
+def _start_lab() -> LabCluster:
+    last: Exception | None = None
+    for subnet in SUBNETS:
+        lab = LabCluster(suite=SUITE, size=0, prefix=PREFIX, subnet=subnet,
+                         dist_port=DIST_PORT, start=False)
+        try:
+            lab.up()
+        except LabError as exc:
+            lab.close()
+            if "cannot create network" not in str(exc):
+                raise
+            last = exc
+            continue
+        try:
+            net = ipaddress.ip_network(subnet)
+            refs = (*HOSTS, FRESH)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(refs)) as pool:
+                for fut in [pool.submit(lab.add_container, ref, str(net.network_address + 11 + k))
+                            for k, ref in enumerate(refs)]:
+                    fut.result()
+        except BaseException:
+            lab.close()
+            raise
+        return lab
+    raise LabError("no free subnet for the playbooks lab: %s" % last)
+
+
+@pytest.fixture(scope="module")
+def env(request):
+    if not os.access(DOCKER, os.X_OK):
+        message = "docker (%s) is missing: run `make deps`" % DOCKER
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    start = time.monotonic()
+    lab = _start_lab()
+    workdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-playbooks.")
+    timings = {"lab_up": time.monotonic() - start}
+    env_notes: list[str] = []
+    try:
+        runner = Runner(lab, workdir)
+        yield {"lab": lab, "runner": runner, "run": runner.run, "timings": timings,
+               "cookie": None, "notes": env_notes}
+    finally:
+        try:
+            lab.close()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            reporter = request.config.pluginmanager.getplugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line("playbooks lab: " + ", ".join(
+                    "%s %.1f s" % item for item in timings.items()))
+                for note in env_notes:
+                    reporter.write_line("playbooks lab: " + note)
+
+
+def nodes_of(env) -> list[dict]:
+    runner = env["runner"]
+    return [{"name": runner.names[ref], "ip": runner.ips[ref]} for ref in HOSTS]
+
+
+def expected(env) -> list[str]:
+    return sorted(env["runner"].names[ref] for ref in HOSTS)
+
+
+def sh(lab, ref, script: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return lab.exec(ref, ["sh", "-c", script], check=check)
+
+
+def cookie_digests(lab) -> dict[str, str | None]:
+    digests = {}
+    for ref in HOSTS:
+        proc = sh(lab, ref, "sha256sum %s" % COOKIE_FILE)
+        digests[ref] = proc.stdout.split()[0] if proc.returncode == 0 else None
+    return digests
+
+
+def list_cluster(lab, ref) -> list[str] | str:
+    try:
+        return lab.list_cluster(ref)
+    except LabError as exc:
+        return str(exc)[-200:]
+
+
+def wait_cluster(env, timeout: float = 90) -> None:
+    """Every node lists the three nodes as running (ejabberdctl list_cluster)."""
+    lab, want = env["lab"], expected(env)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = {ref: list_cluster(lab, ref) for ref in HOSTS}
+        if all(v == want for v in got.values()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the cluster is not whole after %ss: %s" % (timeout, got))
+        time.sleep(1)
+
+
+def node_accepts(node: dict, cookie: str) -> bool:
+    """Whether the running node accepts ``cookie`` (handshake from this machine)."""
+    try:
+        erldist.connect(node["name"], cookie, address=node["ip"], dist_port=DIST_PORT,
+                        timeout=5).close()
+        return True
+    except erldist.DistError as exc:
+        if exc.reason != "cookie_rejected":
+            raise AssertionError("%s: %s" % (node["name"], exc.reason)) from None
+        return False
+
+
+def vm_pids(env) -> dict[str, str]:
+    pids = {}
+    for node in nodes_of(env):
+        with erldist.connect(node["name"], env["cookie"], address=node["ip"], dist_port=DIST_PORT,
+                             timeout=5) as conn:
+            pids[node["name"]] = as_text(conn.rpc("os", "getpid", [], 5))
+    return pids
+
+
+def require_deployed(env) -> None:
+    if not env.get("deployed"):
+        pytest.fail("the site playbook did not deploy the cluster (see test_site_*)")
+
+
+# ---------------------------------------------------------------------------------
+# 1. site: everything, on fresh hosts
+
+
+@pytest.fixture(scope="module")
+def site(env):
+    runner = env["runner"]
+    cookie = runner.cookie()
+    # -vv: the module results and arguments are shown, so a leak would show too.
+    play = runner.run("site", {"ejabberd_cookie": cookie}, "-vv")
+    env["timings"]["site_first_run"] = play.wall
+    if play.rc == 0:
+        env["cookie"] = cookie
+        env["deployed"] = True
+    return play
+
+
+@pytest.fixture(scope="module")
+def site_again(env, site):
+    require_deployed(env)
+    play = env["run"]("site", {"ejabberd_cookie": env["cookie"]})
+    env["timings"]["site_second_run"] = play.wall
+    return play
+
+
+def test_site_succeeds_on_fresh_hosts(env, site):
+    assert site.rc == 0, site
+    assert sorted(site.recap) == sorted(env["lab"].node(ref)["container"] for ref in HOSTS), site
+    assert all(v["failed"] == 0 and v["unreachable"] == 0 for v in site.recap.values()), site
+
+
+def test_site_every_node_lists_the_three_members(env, site):
+    require_deployed(env)
+    lab, want = env["lab"], expected(env)
+    got = {ref: list_cluster(lab, ref) for ref in HOSTS}
+    assert got == {ref: want for ref in HOSTS}
+
+
+def test_site_module_from_this_machine_sees_one_cluster(env, site):
+    require_deployed(env)
+    want = expected(env)
+    results = env["runner"].module_check(env["cookie"])
+    assert len(results) == 3
+    for result in results:
+        keys = ("node", "failed", "running_nodes", "stopped_nodes", "split_brain", "missing",
+                "unexpected", "msg")
+        summary = {k: result.get(k) for k in keys}
+        assert not result.get("failed") and result["running_nodes"] == want, summary
+        assert result["split_brain"] is False and result["stopped_nodes"] == [], summary
+        assert sorted(result["views"]) == want, summary
+
+
+def test_site_cookie_files(env, site):
+    require_deployed(env)
+    lab = env["lab"]
+    for ref in HOSTS:
+        mode = sh(lab, ref, "stat -c '%%U %%G %%a' %s" % COOKIE_FILE).stdout.split()
+        assert mode == ["ejabberd", "ejabberd", "400"], ref
+    same = cookie_digests(lab) == {ref: sha256(env["cookie"]) for ref in HOSTS}
+    assert same, "the cookie files do not hold the cluster's cookie"
+
+
+def test_site_second_run_changes_nothing(env, site_again):
+    play = site_again
+    assert play.rc == 0, play
+    assert sorted(play.recap) == sorted(env["lab"].node(ref)["container"] for ref in HOSTS), play
+    assert {h: v["changed"] for h, v in play.recap.items()} == {h: 0 for h in play.recap}, play
+
+
+def test_site_never_shows_the_cookie(env, site, site_again):
+    for play in (site, site_again):
+        leaked = play.shows_a_secret()
+        assert not leaked, "the cookie appears in the output of the site playbook"
+
+
+# ---------------------------------------------------------------------------------
+# 2. verify
+
+
+def table_rows(play: Play) -> dict[str, tuple[str, ...]]:
+    """Rows of the table the verify play prints: node -> (ejabberd, otp, run, stopped, status)."""
+    rows = {}
+    for match in re.finditer(r'"(ejabberd@\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(OK|FAIL[^"]*)",?$',
+                             play.out, re.M):
+        rows[match.group(1)] = match.groups()[1:]
+    return rows
+
+
+def test_verify_prints_the_table_and_writes_the_summary(env, site):
+    require_deployed(env)
+    summary_path = os.path.join(env["runner"].workdir, "verify-ok.json")
+    play = env["run"]("verify", {"verify_summary_path": summary_path})
+    env["timings"]["verify"] = play.wall
+    assert play.rc == 0, play
+    want = expected(env)
+    rows = table_rows(play)
+    assert sorted(rows) == want, play
+    for name, row in rows.items():
+        version, otp, run, stopped, status = row
+        assert (run, stopped, status) == ("3", "0", "OK"), (name, row)
+        assert version != "?" and otp != "?", (name, row)
+    with open(summary_path, encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert sorted(summary) == want
+    for name, entry in summary.items():
+        assert entry["ok"] is True, (name, entry)
+        assert entry["running_nodes"] == want, (name, entry)
+        assert entry["stopped_nodes"] == [] and entry["split_brain"] is False, (name, entry)
+        assert entry["cookie_mode"] == "0400", (name, entry)
+    assert not play.shows_a_secret()
+
+
+def test_verify_fails_when_a_node_is_stopped(env, site):
+    require_deployed(env)
+    lab, runner = env["lab"], env["runner"]
+    stopped = runner.names["s2"]
+    summary_path = os.path.join(runner.workdir, "verify-stopped.json")
+    lab.stop_node("s2")
+    try:
+        play = runner.run("verify", {"verify_summary_path": summary_path})
+    finally:
+        start = time.monotonic()
+        lab.start_node("s2")
+        wait_cluster(env)
+        env["timings"]["verify_restore_s2"] = time.monotonic() - start
+    assert play.rc != 0, play
+    assert all(v["failed"] == 1 for v in play.recap.values()), play
+    rows = table_rows(play)
+    assert rows[stopped][-1].startswith("FAIL"), play
+    for ref in ("s1", "s3"):
+        status = rows[runner.names[ref]][-1]
+        assert status.startswith("FAIL") and stopped in status, play   # "missing: <s2>"
+    with open(summary_path, encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert summary[stopped]["ok"] is False, summary
+    for ref in ("s1", "s3"):
+        entry = summary[runner.names[ref]]
+        assert entry["ok"] is False and stopped in entry["msg"], entry
+        assert stopped not in entry["running_nodes"], entry
+    assert any(stopped in msg for msg in play.fatal_messages()), play
+
+
+# ---------------------------------------------------------------------------------
+# 3. rotate_cookie, watched from here: never a split
+
+
+@pytest.fixture(scope="module")
+def rotation(env, site):
+    require_deployed(env)
+    runner = env["runner"]
+    wait_cluster(env)
+    old, new = env["cookie"], runner.cookie()
+    # Connections opened with the old cookie before the rotation; they must stay up.
+    with ClusterPoller(nodes_of(env), old, reconnect=False) as poller:
+        play = runner.run("rotate_cookie", {"ejabberd_cookie": new})
+    env["timings"]["rotate_cookie"] = play.wall
+    env["notes"].append("rotate_cookie: %d poll rounds, answers per node %s" % (
+        len(poller.rounds), [poller.polls(n["name"]) for n in nodes_of(env)]))
+    if play.rc == 0:
+        env["cookie"] = new
+    return {"play": play, "poller": poller, "old": old, "new": new}
+
+
+def test_rotate_cookie_succeeds(rotation):
+    play = rotation["play"]
+    assert play.rc == 0, play
+    assert all(v["failed"] == 0 for v in play.recap.values()), play
+    assert not play.shows_a_secret(), "a cookie appears in the output of rotate_cookie"
+
+
+def test_rotate_cookie_never_splits_the_cluster(env, rotation):
+    poller, want = rotation["poller"], expected(env)
+    for name in want:
+        assert poller.polls(name) > 0, poller
+    bad = [r for r in poller.rounds if any(v != want for v in r.values())]
+    assert not bad, "%d of %d poll rounds saw fewer than the 3 nodes (first: %s); %r" % (
+        len(bad), len(poller.rounds), bad[:3], poller)
+    assert all(not errors for errors in poller.errors.values()), poller
+
+
+def test_rotate_cookie_files_and_nodes_use_the_new_cookie(env, rotation):
+    assert rotation["play"].rc == 0
+    new, old = rotation["new"], rotation["old"]
+    same = cookie_digests(env["lab"]) == {ref: sha256(new) for ref in HOSTS}
+    assert same, "a cookie file does not hold the new cookie"
+    for node in nodes_of(env):
+        switched = node_accepts(node, new) and not node_accepts(node, old)
+        assert switched, "%s does not accept only the new cookie" % node["name"]
+
+
+def test_rotate_cookie_keeps_one_cluster(env, rotation):
+    assert rotation["play"].rc == 0
+    wait_cluster(env, timeout=5)
+    want = expected(env)
+    for result in env["runner"].module_check(rotation["new"]):
+        assert not result.get("failed") and result["running_nodes"] == want, result.get("msg")
+        assert result["split_brain"] is False, result.get("msg")
+
+
+def test_rotate_cookie_second_run_changes_nothing(env, rotation):
+    assert rotation["play"].rc == 0
+    play = env["run"]("rotate_cookie", {"ejabberd_cookie": rotation["new"]})
+    env["timings"]["rotate_cookie_again"] = play.wall
+    assert play.rc == 0, play
+    assert {h: v["changed"] for h, v in play.recap.items()} == {h: 0 for h in play.recap}, play
+    assert len(play.recap) == 3, play
+    assert not play.shows_a_secret()
+
+
+# ---------------------------------------------------------------------------------
+# 4. rolling_restart, watched from here: one node at a time
+
+
+@pytest.fixture(scope="module")
+def rolling(env, site):
+    require_deployed(env)
+    wait_cluster(env)
+    before = vm_pids(env)
+    with ClusterPoller(nodes_of(env), env["cookie"], reconnect=True) as poller:
+        play = env["run"]("rolling_restart")
+    env["timings"]["rolling_restart"] = play.wall
+    env["notes"].append("rolling_restart: %d poll rounds, answers per node %s" % (
+        len(poller.rounds), [poller.polls(n["name"]) for n in nodes_of(env)]))
+    after = vm_pids(env) if play.rc == 0 else {}
+    return {"play": play, "poller": poller, "before": before, "after": after}
+
+
+def test_rolling_restart_succeeds(rolling):
+    play = rolling["play"]
+    assert play.rc == 0, play
+    assert all(v["failed"] == 0 for v in play.recap.values()), play
+    assert not play.shows_a_secret()
+
+
+def test_rolling_restart_restarts_every_vm(env, rolling):
+    assert rolling["play"].rc == 0
+    before, after = rolling["before"], rolling["after"]
+    assert sorted(after) == expected(env)
+    assert all(after[name] != before[name] for name in after), (before, after)
+
+
+def down_in(round_: dict, want: list[str]) -> set[str] | None:
+    """The node that is down in this poll round (empty set: none), or None when more
+    than one is: a round is fine when some node X exists such that every other node
+    answered and lists every node but (at most) X. The restarted node's own view while
+    it starts is not counted (it lists only itself for a moment)."""
+    for candidate in [None, *want]:
+        others = [n for n in want if n != candidate]
+        rest = set(want) - {candidate}
+        if all(round_[n] is not None and rest <= set(round_[n]) for n in others):
+            return set() if candidate is None else {candidate}
+    return None
+
+
+def test_rolling_restart_one_node_at_a_time(env, rolling):
+    assert rolling["play"].rc == 0
+    poller, want = rolling["poller"], expected(env)
+    for name in want:
+        assert poller.polls(name) > 0, poller
+    verdicts = [down_in(r, want) for r in poller.rounds]
+    bad = [r for r, v in zip(poller.rounds, verdicts) if v is None]
+    assert not bad, "%d of %d poll rounds saw two nodes down (first: %s)" % (
+        len(bad), len(poller.rounds), bad[:3])
+    # Each node was seen down, in the order of the inventory (serial: 1), one episode each.
+    episodes: list[str] = []
+    for verdict in verdicts:
+        for name in verdict or ():
+            if not episodes or episodes[-1] != name:
+                episodes.append(name)
+    assert episodes == [env["runner"].names[ref] for ref in HOSTS], episodes
+
+
+def test_rolling_restart_leaves_the_cluster_whole(env, rolling):
+    assert rolling["play"].rc == 0
+    wait_cluster(env, timeout=5)
+    want = expected(env)
+    for result in env["runner"].module_check(env["cookie"]):
+        assert not result.get("failed") and result["running_nodes"] == want, result.get("msg")
+        assert result["stopped_nodes"] == [] and result["split_brain"] is False, result.get("msg")
+
+
+# ---------------------------------------------------------------------------------
+# 5. Bad input through the site playbook: rejected before anything changes
+
+
+# case: (inventory, variables (the cookie added where missing), the variable the operator
+#        set, the variable of the role that ejabberd hands it to, when its message names that one)
+BAD_INPUT = {
+    "window_not_a_range": ("fresh", {"ejabberd_firewall_window": "5000"},
+                           "ejabberd_firewall_window", None),
+    "window_above_65535": ("fresh", {"ejabberd_firewall_window": "70000-80000"},
+                           "ejabberd_firewall_window", None),
+    "window_reversed": ("fresh", {"ejabberd_firewall_window": "2000-1000"},
+                        "ejabberd_firewall_window", None),
+    "window_below_1024": ("fresh", {"ejabberd_firewall_window": "1000-2000"},
+                          "ejabberd_firewall_window", None),
+    # The role checks ERL_DIST_PORT against FIREWALL_WINDOW in fixed-port mode (in epmd
+    # mode ERL_DIST_PORT is not written, so there is nothing to clash; see below).
+    "dist_port_inside_window": ("fresh", {"ejabberd_firewall_window": "5200-5300",
+                                          "ejabberd_dist_port": 5210},
+                                "ejabberd_dist_port", None),
+    "cookie_empty_nothing_to_adopt": ("fresh", {"ejabberd_cookie": ""},
+                                      "ejabberd_cookie", "erlang_cookie_value"),
+    "dist_port_70000": ("cluster", {"ejabberd_dist_port": 70000}, "ejabberd_dist_port", None),
+    "cookie_256_chars": ("cluster", {"ejabberd_cookie": new_cookie(256)},
+                         "ejabberd_cookie", "erlang_cookie_value"),
+    "cookie_with_tab": ("cluster", {"ejabberd_cookie": new_cookie(16) + "\t" + new_cookie(16)},
+                        "ejabberd_cookie", "erlang_cookie_value"),
+    "firewalld_not_installed": ("cluster", {"ejabberd_firewall_backend": "firewalld"},
+                                "ejabberd_firewall_backend", "erlang_firewall_backend"),
+    "mixed_long_and_short_names": ("mixed", {}, "ejabberd_node_name", None),
+}
+
+STATE_SCRIPT = (
+    "sha256sum %(cfg)s; stat -c '%%U %%G %%a %%y' %(cookie)s 2>&1; sha256sum %(cookie)s 2>&1; "
+    "nft list table inet xmpp_ejabberd 2>&1 | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/'; "
+    "ls -la --time-style=full-iso /etc/nftables.d 2>&1; sha256sum /etc/nftables.conf 2>&1; "
+    "pgrep -x beam.smp || echo no-beam"
+) % {"cfg": CTL_CFG, "cookie": COOKIE_FILE}
+
+
+def host_states(lab) -> dict[str, str]:
+    return {ref: sh(lab, ref, STATE_SCRIPT).stdout for ref in (*HOSTS, FRESH)}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(env, site):
+    """Every bad-input case, and the epmd-mode window case, run at once."""
+    require_deployed(env)
+    lab, runner = env["lab"], env["runner"]
+    for variables in [c[1] for c in BAD_INPUT.values()]:
+        value = variables.get("ejabberd_cookie")
+        if value:
+            runner.secrets += [value, *value.split("\t")]
+    before = host_states(lab)
+    start = time.monotonic()
+    jobs = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        for case, (inventory, variables, dummy, dummy2) in BAD_INPUT.items():
+            variables = {"ejabberd_cookie": env["cookie"], **variables}
+            jobs[case] = pool.submit(runner.run, "site", variables, inventory=inventory)
+        # Accepted: in epmd mode the dist port is not used, only validation runs here.
+        jobs["epmd_mode_window"] = pool.submit(
+            runner.run, "site", {"ejabberd_cookie": new_cookie(), "ejabberd_epmd": True,
+                                 "ejabberd_firewall_window": "5200-5300",
+                                 "ejabberd_dist_port": 5210},
+            "--tags", "ejabberd_validate", inventory="fresh")
+        results = {case: job.result() for case, job in jobs.items()}
+    env["timings"]["bad_input_%d_runs" % len(jobs)] = time.monotonic() - start
+    return {"results": results, "before": before, "after": host_states(lab)}
+
+
+def _hosts_of(env, inventory: str) -> list[str]:
+    refs = (FRESH,) if inventory == "fresh" else HOSTS
+    return sorted(env["lab"].node(ref)["container"] for ref in refs)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_fails_before_any_change(env, bad_runs, case):
+    play = bad_runs["results"][case]
+    inventory, dummy, variable, role_variable = BAD_INPUT[case]
+    assert play.rc != 0, play
+    assert sorted(play.recap) == _hosts_of(env, inventory), play
+    assert {h: v["changed"] for h, v in play.recap.items()} == {h: 0 for h in play.recap}, play
+    assert sum(v["failed"] for v in play.recap.values()) >= 1, play
+    # Nothing of the rest of the play ran: no cluster, no verify.
+    assert "ejabberd_cluster : Join" not in play.out and "PLAY [Verify" not in play.out, play
+    messages = play.fatal_messages()
+    named = any(variable in msg or (role_variable and role_variable in msg) for msg in messages)
+    assert named, play
+    assert not play.shows_a_secret(), "a cookie appears in the output"
+    assert bad_runs["after"] == bad_runs["before"]
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(case, marks=pytest.mark.xfail(
+        strict=True, reason="the message names %s (the variable the ejabberd role sets for "
+                            "its sub-role), not %s, the variable the operator set" % (
+                                BAD_INPUT[case][3], BAD_INPUT[case][2])))
+    if BAD_INPUT[case][3] else case
+    for case in sorted(BAD_INPUT)])
+def test_bad_input_message_names_the_operators_variable(bad_runs, case):
+    play = bad_runs["results"][case]
+    variable = BAD_INPUT[case][2]
+    assert any(variable in msg for msg in play.fatal_messages()), play
+
+
+def test_dist_port_inside_the_window_is_accepted_in_epmd_mode(bad_runs):
+    play = bad_runs["results"]["epmd_mode_window"]
+    assert play.rc == 0, play
+    assert all(v["changed"] == 0 for v in play.recap.values()), play
+
+
+def test_bad_input_left_every_host_as_it_was(env, bad_runs):
+    assert bad_runs["after"] == bad_runs["before"]
+    fresh = bad_runs["after"][FRESH]        # still a fresh host
+    assert "no-beam" in fresh and "table inet xmpp_ejabberd {" not in fresh, fresh
+    assert "No such file" in fresh.split("\n")[1], fresh     # no cookie file
