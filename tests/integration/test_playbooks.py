@@ -19,17 +19,12 @@ verify, rotate_cookie, rolling_restart, bad input.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
-import ipaddress
 import json
 import os
 import re
 import secrets
-import shutil
-import string
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -37,12 +32,12 @@ import pytest
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import as_text
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster, LabError
+from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
+    Play, PlaybookRunner, lab_session, new_cookie, private_file, sha256, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
 
 pytestmark = pytest.mark.lab
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xpb"
 # This file's lab takes the first free 172.30.120-129.0/24 (another run may hold one).
@@ -56,10 +51,6 @@ COOKIE_FILE = "/var/lib/ejabberd/.erlang.cookie"   # HOME of user ejabberd in De
 CTL_CFG = "/etc/default/ejabberd"                  # target of /etc/ejabberd/ejabberdctl.cfg
 POLL_INTERVAL = 0.1
 RPC_TIMEOUT = 5.0      # per poll; generous for a loaded CI machine
-
-RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
-                      r"failed=(\d+)\s+skipped=(\d+)", re.M)
-FATAL_RE = re.compile(r"^fatal: \[([^\]]+)\]: FAILED! => (\{.*\})\s*$", re.M)
 
 # Ask every node from this machine with the collection's module (cookie from a file).
 CHECK_PLAYBOOK = """\
@@ -89,71 +80,16 @@ CHECK_PLAYBOOK = """\
 """
 
 
-def new_cookie(length: int = 32) -> str:
-    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for dummy in range(length))
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def private_file(directory: str, prefix: str, content: str) -> str:
-    """A new file only this user can read (mkstemp: mode 0600)."""
-    fd, path = tempfile.mkstemp(prefix=prefix, dir=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    return path
-
-
 # ---------------------------------------------------------------------------------
 # Running the playbooks
 
 
-class Play:
-    """Result of one ansible-playbook run."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str], wall: float,
-                 secrets_: list[str]) -> None:
-        self.rc = proc.returncode
-        self.out = proc.stdout + proc.stderr
-        self.wall = wall
-        self.recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
-                                   "unreachable": int(m.group(4)), "failed": int(m.group(5))}
-                      for m in RECAP_RE.finditer(proc.stdout)}
-        self.secrets = secrets_
-
-    def changed(self, host: str) -> int:
-        return self.recap[host]["changed"]
-
-    def failed(self, host: str) -> int:
-        return self.recap[host]["failed"]
-
-    def fatal_messages(self) -> list[str]:
-        """The ``msg`` of every ``fatal:`` line."""
-        msgs = []
-        for match in FATAL_RE.finditer(self.out):
-            try:
-                msgs.append(str(json.loads(match.group(2)).get("msg", "")))
-            except ValueError:
-                msgs.append(match.group(2))
-        return msgs
-
-    def shows_a_secret(self) -> bool:
-        return any(secret in self.out for secret in self.secrets)
-
-    def __repr__(self) -> str:
-        out = self.out
-        for secret in self.secrets:     # never let a failing test print a cookie
-            out = out.replace(secret, "<COOKIE>")
-        return "Play(rc=%d, wall=%.1f, recap=%r)\n%s" % (self.rc, self.wall, self.recap, out[-8000:])
-
-
-class Runner:
-    """ansible-playbook against the lab's containers; inventories written once."""
+class Runner(PlaybookRunner):
+    """The collection's playbooks against the lab's containers; inventories written once."""
 
     def __init__(self, lab: LabCluster, workdir: str) -> None:
+        super().__init__(workdir)
         self.lab = lab
-        self.workdir = workdir
         self.gateway = lab.gateway
         self.ips = {ref: lab.node(ref)["ip"] for ref in (*HOSTS, FRESH)}
         self.names = {ref: "ejabberd@" + ip for ref, ip in self.ips.items()}
@@ -165,25 +101,7 @@ class Runner:
             "mixed": self._inventory("mixed", HOSTS, {"ejabberd_firewall_peers": peers},
                                      names={"s1": "ejabberd@n1"}),
         }
-        venv_bin = os.path.dirname(sys.executable)
-        self.bin = {tool: (os.path.join(venv_bin, tool)
-                           if os.path.exists(os.path.join(venv_bin, tool)) else shutil.which(tool))
-                    for tool in ("ansible-playbook",)}
-        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT,
-                        ANSIBLE_PIPELINING="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0",
-                        ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"),
-                        ANSIBLE_STDOUT_CALLBACK="default",
-                        # Debian's docker client first: community.docker takes `docker` from PATH
-                        PATH=os.pathsep.join([venv_bin, "/usr/bin", os.environ.get("PATH", "")]))
-        for name in ("ANSIBLE_CONFIG", "ANSIBLE_CALLBACK_RESULT_FORMAT", "ANSIBLE_INVENTORY"):
-            self.env.pop(name, None)
-        self._count = 0
-        self._lock = threading.Lock()
-        self.secrets: list[str] = []
-        self.check_playbook = os.path.join(workdir, "check.yml")
-        with open(self.check_playbook, "w", encoding="utf-8") as handle:
-            handle.write(CHECK_PLAYBOOK)
+        self.check_playbook = self.write("check.yml", CHECK_PLAYBOOK)
 
     def _inventory(self, label: str, refs, extra_vars: dict, names: dict | None = None) -> str:
         hosts = {}
@@ -204,37 +122,13 @@ class Runner:
             "ejabberd_firewall_backend": "nftables",
             **extra_vars,
         }
-        path = os.path.join(self.workdir, "inventory-%s.json" % label)   # JSON is YAML
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump({"ejabberd": {"hosts": hosts, "vars": group_vars}}, handle, indent=1)
-        return path
-
-    def cookie(self) -> str:
-        """A new random cookie, remembered so that no report ever shows it."""
-        value = new_cookie()
-        self.secrets.append(value)
-        return value
+        return self.write("inventory-%s.json" % label,   # JSON is YAML
+                          json.dumps({"ejabberd": {"hosts": hosts, "vars": group_vars}}, indent=1))
 
     def run(self, playbook: str, variables: dict | None = None, *args: str,
             inventory: str = "cluster") -> Play:
         """ansible-playbook [-e @private vars file] ARGS xmpp.ejabberd.<playbook>."""
-        with self._lock:
-            self._count += 1
-            count = self._count
-        argv = [self.bin["ansible-playbook"], "-i", self.inventories[inventory]]
-        varfile = None
-        if variables is not None:
-            varfile = private_file(self.workdir, "vars-%d." % count, json.dumps(variables))
-            argv += ["-e", "@" + varfile]
-        argv += [*args, "xmpp.ejabberd." + playbook]
-        start = time.monotonic()
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=900,
-                                  stdin=subprocess.DEVNULL, cwd=self.workdir, check=False)
-        finally:
-            if varfile:
-                os.unlink(varfile)
-        return Play(proc, time.monotonic() - start, self.secrets)
+        return self.play("xmpp.ejabberd." + playbook, self.inventories[inventory], variables, *args)
 
     def module_check(self, cookie: str) -> list[dict]:
         """ejabberd_cluster_info (expected_nodes, check_peers) on every node, run here."""
@@ -248,7 +142,7 @@ class Runner:
         }
         varfile = private_file(self.workdir, "check-vars.", json.dumps(variables))
         try:
-            proc = subprocess.run([self.bin["ansible-playbook"], "-i", "localhost,",
+            proc = subprocess.run([self.ansible_playbook, "-i", "localhost,",
                                    "-e", "@" + varfile, self.check_playbook],
                                   capture_output=True, text=True, env=self.env, timeout=300,
                                   stdin=subprocess.DEVNULL, cwd=self.workdir, check=False)
@@ -352,60 +246,28 @@ class ClusterPoller:
 # Lab
 
 
+def _add_hosts(lab: LabCluster) -> None:
+    net = lab.subnet
+    refs = (*HOSTS, FRESH)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(refs)) as pool:
+        for fut in [pool.submit(lab.add_container, ref, str(net.network_address + 11 + k))
+                    for k, ref in enumerate(refs)]:
+            fut.result()
+
+
 def _start_lab() -> LabCluster:
-    last: Exception | None = None
-    for subnet in SUBNETS:
-        lab = LabCluster(suite=SUITE, size=0, prefix=PREFIX, subnet=subnet,
-                         dist_port=DIST_PORT, start=False)
-        try:
-            lab.up()
-        except LabError as exc:
-            lab.close()
-            if "cannot create network" not in str(exc):
-                raise
-            last = exc
-            continue
-        try:
-            net = ipaddress.ip_network(subnet)
-            refs = (*HOSTS, FRESH)
-            with concurrent.futures.ThreadPoolExecutor(max_workers=len(refs)) as pool:
-                for fut in [pool.submit(lab.add_container, ref, str(net.network_address + 11 + k))
-                            for k, ref in enumerate(refs)]:
-                    fut.result()
-        except BaseException:
-            lab.close()
-            raise
-        return lab
-    raise LabError("no free subnet for the playbooks lab: %s" % last)
+    return start_lab(
+        SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=0, prefix=PREFIX, subnet=subnet,
+                                           dist_port=DIST_PORT, start=False),
+        _add_hosts, "playbooks lab")
 
 
 @pytest.fixture(scope="module")
 def env(request):
-    if not os.access(DOCKER, os.X_OK):
-        message = "docker (%s) is missing: run `make deps`" % DOCKER
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    start = time.monotonic()
-    lab = _start_lab()
-    workdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-playbooks.")
-    timings = {"lab_up": time.monotonic() - start}
-    env_notes: list[str] = []
-    try:
-        runner = Runner(lab, workdir)
-        yield {"lab": lab, "runner": runner, "run": runner.run, "timings": timings,
-               "cookie": None, "notes": env_notes}
-    finally:
-        try:
-            lab.close()
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-            reporter = request.config.pluginmanager.getplugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line("playbooks lab: " + ", ".join(
-                    "%s %.1f s" % item for item in timings.items()))
-                for note in env_notes:
-                    reporter.write_line("playbooks lab: " + note)
+    with lab_session(request, "playbooks lab", _start_lab) as session:
+        runner = Runner(session["lab"], session["workdir"])
+        yield {"lab": session["lab"], "runner": runner, "run": runner.run,
+               "timings": session["timings"], "cookie": None, "notes": session["notes"]}
 
 
 def nodes_of(env) -> list[dict]:
@@ -720,13 +582,18 @@ def down_in(round_: dict, want: list[str]) -> set[str] | None:
     """The node that is down in this poll round (empty set: none), or None when more
     than one is: a round is fine when some node X exists such that every other node
     answered and lists every node but (at most) X. The restarted node's own view while
-    it starts is not counted (it lists only itself for a moment)."""
-    for candidate in [None, *want]:
-        others = [n for n in want if n != candidate]
+    it starts is not counted (it lists only itself for a moment). While it reconnects,
+    a member it has not reached yet also looks missing from its view; the node that is
+    down is the one that did not answer or whose own view is incomplete."""
+    def fine_without(candidate: str | None) -> bool:
         rest = set(want) - {candidate}
-        if all(round_[n] is not None and rest <= set(round_[n]) for n in others):
-            return set() if candidate is None else {candidate}
-    return None
+        return all(round_[n] is not None and rest <= set(round_[n]) for n in want if n != candidate)
+
+    if fine_without(None):
+        return set()
+    down = [n for n in want if fine_without(n)
+            and (round_[n] is None or not set(want) <= set(round_[n]))]
+    return set(down) if len(down) == 1 else None
 
 
 def test_rolling_restart_one_node_at_a_time(env, rolling):

@@ -13,28 +13,20 @@ assertions are made on booleans so that pytest cannot show one either.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
-import json
 import os
-import re
-import secrets
-import shutil
-import string
 import subprocess
-import sys
-import tempfile
 import time
 
 import pytest
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster, LabError
+from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
+    Play, PlaybookRunner, lab_session, sha256, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
 
 pytestmark = pytest.mark.lab
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xrck"
 # This file's lab takes the first free 172.30.100-109.0/24 (another run may hold one).
@@ -43,9 +35,6 @@ SUBNETS = [os.environ["XMPP_EJABBERD_TEST_SUBNET_COOKIE"]] \
     else ["172.30.%d.0/24" % x for x in range(100, 110)]
 DIST_PORT = 5210
 COOKIE_FILE = "/var/lib/ejabberd/.erlang.cookie"   # HOME of user ejabberd in Debian's package
-
-RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
-                      r"failed=(\d+)\s+skipped=(\d+)", re.M)
 
 PLAYBOOK = """\
 ---
@@ -59,96 +48,23 @@ PLAYBOOK = """\
 """
 
 
-def new_cookie() -> str:
-    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for dummy in range(32))
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 # ---------------------------------------------------------------------------------
 # Running the role
 
 
-class Play:
-    """Result of one ansible-playbook run."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str], wall: float) -> None:
-        self.rc = proc.returncode
-        self.out = proc.stdout + proc.stderr
-        self.wall = wall
-        self.recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
-                                   "unreachable": int(m.group(4)), "failed": int(m.group(5))}
-                      for m in RECAP_RE.finditer(proc.stdout)}
-        self.secrets: list[str] = []
-
-    def changed(self, host: str) -> int:
-        return self.recap[host]["changed"]
-
-    def failed(self, host: str) -> int:
-        return self.recap[host]["failed"]
-
-    def shows(self, secret: str) -> bool:
-        return secret in self.out
-
-    def __repr__(self) -> str:
-        out = self.out
-        for secret in self.secrets:     # never let a failing test print a cookie
-            out = out.replace(secret, "<COOKIE>")
-        return "Play(rc=%d, recap=%r)\n%s" % (self.rc, self.recap, out[-6000:])
-
-
-class Runner:
-    """ansible-playbook against the lab's containers (inventory written once)."""
+class Runner(PlaybookRunner):
+    """The role through ansible-playbook against the lab's containers."""
 
     def __init__(self, lab: LabCluster, workdir: str) -> None:
-        self.workdir = workdir
-        self.playbook = os.path.join(workdir, "play.yml")
-        with open(self.playbook, "w", encoding="utf-8") as handle:
-            handle.write(PLAYBOOK)
+        super().__init__(workdir)
+        self.playbook = self.write("play.yml", PLAYBOOK)
         lines = ["%s ansible_host=%s" % (ref, container(lab, ref)) for ref in ("n1", "n2", "w1", "w2")]
         lines += ["", "[all:vars]", "ansible_connection=community.docker.docker",
                   "ansible_python_interpreter=/usr/bin/python3"]
-        self.inventory = os.path.join(workdir, "hosts.ini")
-        with open(self.inventory, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        venv_bin = os.path.dirname(sys.executable)
-        self.ansible_playbook = (os.path.join(venv_bin, "ansible-playbook")
-                                 if os.path.exists(os.path.join(venv_bin, "ansible-playbook"))
-                                 else shutil.which("ansible-playbook"))
-        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT,
-                        ANSIBLE_PIPELINING="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0",
-                        ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"),
-                        ANSIBLE_STDOUT_CALLBACK="default")
-        self.env.pop("ANSIBLE_CONFIG", None)
-        self._count = 0
-        self.secrets: list[str] = []
+        self.inventory = self.write("hosts.ini", "\n".join(lines) + "\n")
 
     def run(self, limit: str, variables: dict, *args: str) -> Play:
-        self._count += 1
-        fd, varfile = tempfile.mkstemp(prefix="vars-%d." % self._count, suffix=".json",
-                                       dir=self.workdir)   # mode 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(variables, handle)
-        argv = [self.ansible_playbook, "-i", self.inventory, "--limit", limit,
-                "-e", "@" + varfile, *args, self.playbook]
-        start = time.monotonic()
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env,
-                                  timeout=900, stdin=subprocess.DEVNULL, cwd=self.workdir, check=False)
-        finally:
-            os.unlink(varfile)
-        play = Play(proc, time.monotonic() - start)
-        play.secrets = self.secrets
-        return play
-
-    def cookie(self) -> str:
-        """A new random cookie, remembered so that no report ever shows it."""
-        value = new_cookie()
-        self.secrets.append(value)
-        return value
+        return self.play(self.playbook, self.inventory, variables, "--limit", limit, *args)
 
 
 # ---------------------------------------------------------------------------------
@@ -159,52 +75,27 @@ def container(lab: LabCluster, ref: str) -> str:
     return lab.node(int(ref[1]) if ref[0] == "n" else ref)["container"]
 
 
+def _prepare(lab: LabCluster) -> None:
+    lab.join_cluster(2, 1)
+    lab.add_container("w1")
+    lab.add_container("w2")
+
+
 def _start_lab() -> LabCluster:
-    last: Exception | None = None
-    for subnet in SUBNETS:
-        lab = LabCluster(suite=SUITE, size=2, prefix=PREFIX, subnet=subnet, dist_port=DIST_PORT)
-        try:
-            lab.up()
-        except LabError as exc:
-            lab.close()
-            if "cannot create network" not in str(exc):
-                raise
-            last = exc
-            continue
-        try:
-            lab.join_cluster(2, 1)
-            lab.add_container("w1")
-            lab.add_container("w2")
-        except BaseException:
-            lab.close()
-            raise
-        return lab
-    raise LabError("no free subnet for the cookie lab: %s" % last)
+    return start_lab(
+        SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=2, prefix=PREFIX, subnet=subnet,
+                                           dist_port=DIST_PORT),
+        _prepare, "cookie lab")
 
 
 @pytest.fixture(scope="module")
 def env(request):
-    if not os.access(DOCKER, os.X_OK):
-        message = "docker (%s) is missing: run `make deps`" % DOCKER
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    start = time.monotonic()
-    lab = _start_lab()
-    workdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-cookie.")
-    timings = {"lab_up": time.monotonic() - start}
-    try:
-        runner = Runner(lab, workdir)
+    with lab_session(request, "erlang_cookie lab", _start_lab) as session:
+        lab = session["lab"]
+        runner = Runner(lab, session["workdir"])
         runner.secrets.append(lab.cookie)
-        yield {"lab": lab, "runner": runner, "run": runner.run, "timings": timings,
+        yield {"lab": lab, "runner": runner, "run": runner.run, "timings": session["timings"],
                "cluster_cookie": lab.cookie, "w_cookie": None}
-    finally:
-        lab.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        reporter = request.config.pluginmanager.getplugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line("erlang_cookie lab: " + ", ".join(
-                "%s %.1f s" % item for item in timings.items()))
 
 
 def sh(lab, ref, script: str, check: bool = False) -> subprocess.CompletedProcess[str]:

@@ -13,23 +13,19 @@ connection, the way an operator runs it (``include_role``, as the ejabberd role 
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import re
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 
 import pytest
 
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster, LabError
+from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
+    Play, PlaybookRunner, lab_session, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster
 
 pytestmark = pytest.mark.lab
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xrfw"
 # This file's lab takes the first free 172.30.110-119.0/24 (another run may hold one).
@@ -42,9 +38,6 @@ TABLE = "inet xmpp_ejabberd"
 NFT_FILE = "/etc/nftables.d/xmpp_ejabberd.nft"
 NFT_CONF = "/etc/nftables.conf"
 INCLUDE_LINE = 'include "/etc/nftables.d/*.nft"'
-
-RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
-                      r"failed=(\d+)\s+skipped=(\d+)", re.M)
 
 PLAYBOOK = """\
 ---
@@ -62,36 +55,12 @@ PLAYBOOK = """\
 # Running the role
 
 
-class Play:
-    """Result of one ansible-playbook run."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str], wall: float) -> None:
-        self.rc = proc.returncode
-        self.out = proc.stdout + proc.stderr
-        self.wall = wall
-        self.recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
-                                   "unreachable": int(m.group(4)), "failed": int(m.group(5))}
-                      for m in RECAP_RE.finditer(proc.stdout)}
-
-    def changed(self, host: str) -> int:
-        return self.recap[host]["changed"]
-
-    def failed(self, host: str) -> int:
-        return self.recap[host]["failed"]
-
-    def __repr__(self) -> str:
-        return "Play(rc=%d, recap=%r)\n%s" % (self.rc, self.recap, self.out[-6000:])
-
-
-class Runner:
-    """ansible-playbook against the lab's containers (inventory written once)."""
+class Runner(PlaybookRunner):
+    """The role through ansible-playbook against the lab's containers."""
 
     def __init__(self, lab: LabCluster, workdir: str) -> None:
-        self.lab = lab
-        self.workdir = workdir
-        self.playbook = os.path.join(workdir, "play.yml")
-        with open(self.playbook, "w", encoding="utf-8") as handle:
-            handle.write(PLAYBOOK)
+        super().__init__(workdir)
+        self.playbook = self.write("play.yml", PLAYBOOK)
         lines = []
         for ref in ("n1", "n2", "n3", "out"):
             node = lab.node(int(ref[1]) if ref[0] == "n" else ref)
@@ -99,32 +68,11 @@ class Runner:
                          % (ref, node["container"], node["ip"]))
         lines += ["", "[all:vars]", "ansible_connection=community.docker.docker",
                   "ansible_python_interpreter=/usr/bin/python3"]
-        self.inventory = os.path.join(workdir, "hosts.ini")
-        with open(self.inventory, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        venv_bin = os.path.dirname(sys.executable)
-        self.ansible_playbook = (os.path.join(venv_bin, "ansible-playbook")
-                                 if os.path.exists(os.path.join(venv_bin, "ansible-playbook"))
-                                 else shutil.which("ansible-playbook"))
-        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT,
-                        ANSIBLE_PIPELINING="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0",
-                        ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"),
-                        ANSIBLE_STDOUT_CALLBACK="default")
-        self.env.pop("ANSIBLE_CONFIG", None)
-        self._count = 0
+        self.inventory = self.write("hosts.ini", "\n".join(lines) + "\n")
 
     def run(self, limit: str, variables: dict, *args: str) -> Play:
-        self._count += 1
-        varfile = os.path.join(self.workdir, "vars-%d.json" % self._count)
-        with open(varfile, "w", encoding="utf-8") as handle:
-            json.dump(variables, handle)
-        argv = [self.ansible_playbook, "-i", self.inventory, "--limit", limit,
-                "-e", "@" + varfile, *args, self.playbook]
-        start = time.monotonic()
-        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env,
-                              timeout=600, stdin=subprocess.DEVNULL, cwd=self.workdir, check=False)
-        return Play(proc, time.monotonic() - start)
+        return self.play(self.playbook, self.inventory, variables, "--limit", limit, *args,
+                         timeout=600)
 
 
 # ---------------------------------------------------------------------------------
@@ -132,47 +80,16 @@ class Runner:
 
 
 def _start_lab() -> LabCluster:
-    last: Exception | None = None
-    for subnet in SUBNETS:
-        lab = LabCluster(suite=SUITE, size=3, prefix=PREFIX, subnet=subnet, start=False)
-        try:
-            lab.up()
-        except LabError as exc:
-            lab.close()
-            if "cannot create network" not in str(exc):
-                raise
-            last = exc
-            continue
-        try:
-            lab.add_container("out")
-        except BaseException:
-            lab.close()
-            raise
-        return lab
-    raise LabError("no free subnet for the firewall lab: %s" % last)
+    return start_lab(
+        SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=3, prefix=PREFIX, subnet=subnet, start=False),
+        lambda lab: lab.add_container("out"), "firewall lab")
 
 
 @pytest.fixture(scope="module")
 def env(request):
-    if not os.access(DOCKER, os.X_OK):
-        message = "docker (%s) is missing: run `make deps`" % DOCKER
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    start = time.monotonic()
-    lab = _start_lab()
-    workdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-fw.")
-    timings = {"lab_up": time.monotonic() - start}
-    try:
-        runner = Runner(lab, workdir)
-        yield {"lab": lab, "run": runner.run, "timings": timings}
-    finally:
-        lab.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        reporter = request.config.pluginmanager.getplugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line("erlang_firewall lab: " + ", ".join(
-                "%s %.1f s" % item for item in timings.items()))
+    with lab_session(request, "erlang_firewall lab", _start_lab) as session:
+        runner = Runner(session["lab"], session["workdir"])
+        yield {"lab": session["lab"], "run": runner.run, "timings": session["timings"]}
 
 
 def sh(lab: LabCluster, ref, script: str, check: bool = False) -> subprocess.CompletedProcess[str]:

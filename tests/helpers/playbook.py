@@ -1,0 +1,200 @@
+# Copyright: xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ansible-playbook against lab containers, for the role and playbook tests.
+
+Cookies travel in private vars files only (never in an argv), and a failing test's report
+masks every cookie the runner handed out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster, LabError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
+
+RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
+                      r"failed=(\d+)\s+skipped=(\d+)", re.M)
+FATAL_RE = re.compile(r"^fatal: \[([^\]]+)\]: FAILED! => (\{.*\})\s*$", re.M)
+
+
+def new_cookie(length: int = 32) -> str:
+    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for dummy in range(length))
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def private_file(directory: str, prefix: str, content: str) -> str:
+    """A new file only this user can read (mkstemp: mode 0600)."""
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=directory)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    return path
+
+
+class Play:
+    """Result of one ansible-playbook run."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str], wall: float,
+                 secrets_: list[str]) -> None:
+        self.rc = proc.returncode
+        self.out = proc.stdout + proc.stderr
+        self.wall = wall
+        self.recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
+                                   "unreachable": int(m.group(4)), "failed": int(m.group(5))}
+                      for m in RECAP_RE.finditer(proc.stdout)}
+        self.secrets = secrets_
+
+    def changed(self, host: str) -> int:
+        return self.recap[host]["changed"]
+
+    def failed(self, host: str) -> int:
+        return self.recap[host]["failed"]
+
+    def fatal_messages(self) -> list[str]:
+        """The ``msg`` of every ``fatal:`` line."""
+        msgs = []
+        for match in FATAL_RE.finditer(self.out):
+            try:
+                msgs.append(str(json.loads(match.group(2)).get("msg", "")))
+            except ValueError:
+                msgs.append(match.group(2))
+        return msgs
+
+    def shows(self, secret: str) -> bool:
+        return secret in self.out
+
+    def shows_a_secret(self) -> bool:
+        return any(secret in self.out for secret in self.secrets)
+
+    def __repr__(self) -> str:
+        out = self.out
+        for secret in self.secrets:     # never let a failing test print a cookie
+            out = out.replace(secret, "<COOKIE>")
+        return "Play(rc=%d, wall=%.1f, recap=%r)\n%s" % (self.rc, self.wall, self.recap, out[-8000:])
+
+
+class PlaybookRunner:
+    """Runs ansible-playbook from this checkout's collection, one private vars file per run."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        venv_bin = os.path.dirname(sys.executable)
+        venv_tool = os.path.join(venv_bin, "ansible-playbook")
+        self.ansible_playbook = venv_tool if os.path.exists(venv_tool) else shutil.which("ansible-playbook")
+        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT,
+                        ANSIBLE_PIPELINING="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                        ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0",
+                        ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"),
+                        ANSIBLE_STDOUT_CALLBACK="default",
+                        # Debian's docker client first: community.docker takes `docker` from PATH
+                        PATH=os.pathsep.join([venv_bin, "/usr/bin", os.environ.get("PATH", "")]))
+        for name in ("ANSIBLE_CONFIG", "ANSIBLE_CALLBACK_RESULT_FORMAT", "ANSIBLE_INVENTORY"):
+            self.env.pop(name, None)
+        self.secrets: list[str] = []
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def write(self, name: str, content: str) -> str:
+        """A file in the work directory (a playbook or an inventory); returns its path."""
+        path = os.path.join(self.workdir, name)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        return path
+
+    def cookie(self) -> str:
+        """A new random cookie, remembered so that no report ever shows it."""
+        value = new_cookie()
+        self.secrets.append(value)
+        return value
+
+    def play(self, playbook: str, inventory: str, variables: dict | None = None,
+             *args: str, timeout: float = 900) -> Play:
+        """ansible-playbook -i INVENTORY [-e @private vars file] ARGS PLAYBOOK."""
+        with self._lock:
+            self._count += 1
+            count = self._count
+        argv = [self.ansible_playbook, "-i", inventory]
+        varfile = None
+        if variables is not None:
+            varfile = private_file(self.workdir, "vars-%d." % count, json.dumps(variables))
+            argv += ["-e", "@" + varfile]
+        argv += [*args, playbook]
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=timeout,
+                                  stdin=subprocess.DEVNULL, cwd=self.workdir, check=False)
+        finally:
+            if varfile:
+                os.unlink(varfile)
+        return Play(proc, time.monotonic() - start, self.secrets)
+
+
+def start_lab(subnets: list[str], make: Callable[[str], LabCluster],
+              prepare: Callable[[LabCluster], None], what: str) -> LabCluster:
+    """The lab on the first free subnet (another run may hold some), then ``prepare(lab)``."""
+    last: Exception | None = None
+    for subnet in subnets:
+        lab = make(subnet)
+        try:
+            lab.up()
+        except LabError as exc:
+            lab.close()
+            if "cannot create network" not in str(exc):
+                raise
+            last = exc
+            continue
+        try:
+            prepare(lab)
+        except BaseException:
+            lab.close()
+            raise
+        return lab
+    raise LabError("no free subnet for the %s: %s" % (what, last))
+
+
+@contextlib.contextmanager
+def lab_session(request, what: str, start: Callable[[], LabCluster]) -> Iterator[dict]:
+    """A module's lab and work directory, removed at the end; timings and notes reported."""
+    if not os.access(DOCKER, os.X_OK):
+        message = "docker (%s) is missing: run `make deps`" % DOCKER
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    began = time.monotonic()
+    lab = start()
+    timings = {"lab_up": time.monotonic() - began}
+    notes: list[str] = []
+    workdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-%s." % what.split()[0])
+    try:
+        yield {"lab": lab, "workdir": workdir, "timings": timings, "notes": notes}
+    finally:
+        try:
+            lab.close()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            reporter = request.config.pluginmanager.getplugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line("%s: %s" % (what, ", ".join(
+                    "%s %.1f s" % item for item in timings.items())))
+                for note in notes:
+                    reporter.write_line("%s: %s" % (what, note))
