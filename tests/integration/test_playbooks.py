@@ -582,18 +582,33 @@ def down_in(round_: dict, want: list[str]) -> set[str] | None:
     """The node that is down in this poll round (empty set: none), or None when more
     than one is: a round is fine when some node X exists such that every other node
     answered and lists every node but (at most) X. The restarted node's own view while
-    it starts is not counted (it lists only itself for a moment). While it reconnects,
-    a member it has not reached yet also looks missing from its view; the node that is
-    down is the one that did not answer or whose own view is incomplete."""
+    it starts is not counted (it lists only itself for a moment). The nodes are asked one
+    after the other, so a round may also catch a node on its way back. When two nodes fit
+    as X (the restarted node has not reached every member yet), X is the one whose own
+    view is incomplete."""
     def fine_without(candidate: str | None) -> bool:
         rest = set(want) - {candidate}
         return all(round_[n] is not None and rest <= set(round_[n]) for n in want if n != candidate)
 
     if fine_without(None):
         return set()
-    down = [n for n in want if fine_without(n)
-            and (round_[n] is None or not set(want) <= set(round_[n]))]
-    return set(down) if len(down) == 1 else None
+    matches = [n for n in want if fine_without(n)]
+    if len(matches) > 1:    # a reconnecting node's view is missing one it has not reached yet
+        matches = [n for n in matches if round_[n] is None or not set(want) <= set(round_[n])]
+    return set(matches) if len(matches) == 1 else None
+
+
+def test_down_in_judges_rounds_seen_during_a_restart():
+    """Rounds observed in earlier runs, where a node was on its way back."""
+    a, b, c = want = ["a@h", "b@h", "c@h"]
+    assert down_in({a: want, b: want, c: want}, want) == set()
+    assert down_in({a: want, b: None, c: want}, want) == {b}
+    # b is back and reaches c before a: a looks missing from b's view only.
+    assert down_in({a: want, b: [b, c], c: want}, want) == {b}
+    # c is back and sees everyone; a and b were asked before c reached them.
+    assert down_in({a: [a, b], b: [a, b], c: want}, want) == {c}
+    # Two nodes down: a and b do not answer.
+    assert down_in({a: None, b: None, c: [c]}, want) is None
 
 
 def test_rolling_restart_one_node_at_a_time(env, rolling):
