@@ -58,6 +58,12 @@ SUBNET_CANDIDATES = ["172.30.%d.0/24" % i for i in range(200, 255)]
 
 # --------------------------------------------------------------------------- helpers
 
+# Python processes run without a bytecode cache, as under Ansible (AnsiballZ runs a module
+# from a zip, so its sources are compiled on every run), and whatever the caller's
+# environment says: figures compare from one machine to the next.
+PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def log(msg):
     print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
@@ -249,7 +255,7 @@ def bench_local_node(mode, node, args, workdir, python):
                "-eval", expr]
     # One environment for every command: the node's private HOME (its cookie, read
     # by erl_call and erl) and ERL_EPMD_PORT (its private epmd, or a dead port).
-    env = dict(node._env(), PYTHONPATH=str(COLLECTIONS))  # pylint: disable=protected-access
+    env = dict(node._env(), PYTHONPATH=str(COLLECTIONS), **PYTHON_ENV)  # pylint: disable=protected-access
     env.pop("PYTHONHOME", None)
 
     out = check_run(py_module, env, lambda o: json.loads(o).get("reachable") is True,
@@ -390,7 +396,7 @@ def run_lab_suite(suite, args, workdir, python):
         ctl = [harness.DOCKER, "exec", n1["container"], "runuser", "-u", harness.SERVICE_USER,
                "--", harness.EJABBERDCTL, "list_cluster"]
         exec_true = [harness.DOCKER, "exec", n1["container"], "true"]
-        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS), **PYTHON_ENV)
 
         out = check_run(py_module, env,
                         lambda o: json.loads(o).get("running_nodes") == members,
@@ -501,7 +507,8 @@ def report(results):
         print_table("Issue 2, local OTP node %s (%s mode, port %s%s)"
                     % (r["node"], mode.replace("_", "-"), r["port"],
                        ", epmd port %s" % r["epmd_port"] if r["epmd_port"] else ""), rows,
-                    note=["processes timed by: %s runner; load average %s -> %s"
+                    note=["python processes: no bytecode cache (as under Ansible's AnsiballZ)",
+                          "processes timed by: %s runner; load average %s -> %s"
                           % (results["settings"]["runner"], r.get("load_before"),
                              r.get("load_after"))])
     for suite, r in results.get("lab", {}).items():
