@@ -431,6 +431,7 @@ def test_verify_prints_the_table_and_writes_the_summary(env, site):
     play = env["run"]("verify", {"verify_summary_path": summary_path})
     env["timings"]["verify"] = play.wall
     assert play.rc == 0, play
+    assert all(v["changed"] == 0 for v in play.recap.values()), play    # read-only
     want = expected(env)
     rows = table_rows(play)
     assert sorted(rows) == want, play
