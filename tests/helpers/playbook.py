@@ -23,12 +23,9 @@ import threading
 import time
 from typing import Callable, Iterator
 
-import pytest
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import COLLECTIONS_ROOT, require_docker
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
 
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster, LabError
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
 
 RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
                       r"failed=(\d+)\s+skipped=(\d+)", re.M)
@@ -175,11 +172,7 @@ def start_lab(subnets: list[str], make: Callable[[str], LabCluster],
 @contextlib.contextmanager
 def lab_session(request, what: str, start: Callable[[], LabCluster]) -> Iterator[dict]:
     """A module's lab and work directory, removed at the end; timings and notes reported."""
-    if not os.access(DOCKER, os.X_OK):
-        message = "docker (%s) is missing: run `make deps`" % DOCKER
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_docker()
     began = time.monotonic()
     lab = start()
     timings = {"lab_up": time.monotonic() - began}

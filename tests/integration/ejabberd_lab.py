@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Mapping
 
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import COLLECTIONS_ROOT
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import (
     DOCKER,
     LABEL_PREFIX,
@@ -35,8 +36,6 @@ from ansible_collections.xmpp.ejabberd.tests.lab.harness import (
     remove_prefix,
 )
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS_ROOT = os.path.join(REPO_ROOT, ".build", "collections")
 MODULE_PACKAGE = "ansible_collections.xmpp.ejabberd.plugins.modules"
 
 #: What each lab image runs.

@@ -26,8 +26,8 @@ import time
 
 import pytest
 
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import require_docker
 from ansible_collections.xmpp.ejabberd.tests.integration.ejabberd_lab import (
-    DOCKER,
     SuiteLab,
     remove_stale_runs,
     run_prefix,
@@ -59,11 +59,7 @@ def _suites_wanted(session, module_name):
 @pytest.fixture(scope="module", name="labs")
 def labs_fixture(request):
     """Every selected suite's lab, all started at once; removed at the end."""
-    if not os.access(DOCKER, os.X_OK) and os.geteuid() != 0:
-        message = "docker (%s) is missing and only root can install it: run `make deps`" % DOCKER
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_docker()
     suites = _suites_wanted(request.session, request.module.__name__)
     for suite in suites:
         remove_stale_runs(PREFIXES[suite])

@@ -29,6 +29,7 @@ import pytest
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist, etf
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 from ansible_collections.xmpp.ejabberd.tests.helpers import fakepeer as fp
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import wait_until
 from ansible_collections.xmpp.ejabberd.tests.helpers.erlnode import epmd_names, free_port
 
 # Slack allowed past a timeout (thread scheduling on a shared 2-core machine).
@@ -89,15 +90,6 @@ def expect_reason(reason, func, limit=10.0):
     assert exc.reason in erldist.REASONS
     assert str(exc), 'the error has no message'
     return exc, elapsed
-
-
-def wait_until(predicate, seconds=5.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.fixture(params=['epmd_node', 'fixed_port_node'])

@@ -39,6 +39,7 @@ import pytest
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist, etf
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import require_docker, wait_until
 from ansible_collections.xmpp.ejabberd.tests.integration.ejabberd_lab import run_module, write_cookie_file
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import (
     DOCKER,
@@ -305,15 +306,6 @@ def remote_eval(conn, text):
     return result
 
 
-def wait_until(predicate, seconds=5.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 # --------------------------------------------------------------------------- fixtures
 
 def _suites_wanted(session, module):
@@ -333,11 +325,7 @@ def _bring_up(lab):
 @pytest.fixture(scope='module')
 def matrix(request):
     """Every selected suite's container, built and started together; removed at the end."""
-    if not os.access(DOCKER, os.X_OK) and os.geteuid() != 0:
-        message = 'docker (%s) is missing and only root can install it: run `make deps`' % DOCKER
-        if os.environ.get('CI'):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_docker()
     labs = {suite: OtpLab(suite) for suite in _suites_wanted(request.session, request.module)}
     errors = {}
     start = time.monotonic()

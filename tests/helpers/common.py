@@ -1,0 +1,37 @@
+# Copyright: xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Small pieces the integration test files share."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import pytest
+
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, REPO_ROOT
+
+# Where `make collection` links this checkout as ansible_collections/xmpp/ejabberd.
+COLLECTIONS_ROOT = str(REPO_ROOT / ".build" / "collections")
+
+
+def require_docker() -> None:
+    """Skip (fail under CI) when docker is missing and this user cannot install it;
+    as root the lab installs and starts it itself (lab/dockerd.sh)."""
+    if os.access(DOCKER, os.X_OK) or os.geteuid() == 0:
+        return
+    message = "docker (%s) is missing and only root can install it: run `make deps`" % DOCKER
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def wait_until(predicate: Callable[[], object], seconds: float = 5.0) -> bool:
+    """Poll ``predicate`` every 0.1 s for up to ``seconds``; its last answer, as a bool."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
