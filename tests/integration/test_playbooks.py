@@ -585,37 +585,42 @@ def test_rolling_restart_restarts_every_vm(env, rolling):
     assert all(after[name] != before[name] for name in after), (before, after)
 
 
-def down_in(round_: dict, want: list[str]) -> set[str] | None:
-    """The node that is down in this poll round (empty set: none), or None when more
-    than one is: a round is fine when some node X exists such that every other node
-    answered and lists every node but (at most) X. The restarted node's own view while
-    it starts is not counted (it lists only itself for a moment). The nodes are asked one
-    after the other, so a round may also catch a node on its way back. When two nodes fit
-    as X (the restarted node has not reached every member yet), X is the one whose own
-    view is incomplete."""
+def at_most_one_out(round_: dict, want: list[str]) -> bool:
+    """True when some node X (or none) exists such that every other node answered and
+    lists every node but (at most) X: the cluster was never missing two nodes. The nodes
+    are asked one after the other, so a round may catch a node on its way back, with
+    views that disagree for a moment about it; that still fits one X."""
     def fine_without(candidate: str | None) -> bool:
         rest = set(want) - {candidate}
         return all(round_[n] is not None and rest <= set(round_[n]) for n in want if n != candidate)
 
-    if fine_without(None):
-        return set()
-    matches = [n for n in want if fine_without(n)]
-    if len(matches) > 1:    # a reconnecting node's view is missing one it has not reached yet
-        matches = [n for n in matches if round_[n] is None or not set(want) <= set(round_[n])]
-    return set(matches) if len(matches) == 1 else None
+    return fine_without(None) or any(fine_without(n) for n in want)
 
 
-def test_down_in_judges_rounds_seen_during_a_restart():
+def restarting_in(round_: dict, want: list[str]) -> set[str]:
+    """The nodes this round shows restarting, on unambiguous evidence only: no answer, or
+    an answer listing only the node itself (ejabberd up, not yet back in the cluster).
+    Partial views while connections come back are not evidence of which node restarted."""
+    return {n for n in want if round_[n] is None or list(round_[n]) == [n]}
+
+
+def test_rolling_restart_rounds_are_judged_on_evidence():
     """Rounds observed in earlier runs, where a node was on its way back."""
     a, b, c = want = ["a@h", "b@h", "c@h"]
-    assert down_in({a: want, b: want, c: want}, want) == set()
-    assert down_in({a: want, b: None, c: want}, want) == {b}
+    assert at_most_one_out({a: want, b: want, c: want}, want)
+    assert restarting_in({a: want, b: want, c: want}, want) == set()
+    assert restarting_in({a: want, b: None, c: want}, want) == {b}
+    assert restarting_in({a: [a, c], b: [b], c: [a, c]}, want) == {b}
     # b is back and reaches c before a: a looks missing from b's view only.
-    assert down_in({a: want, b: [b, c], c: want}, want) == {b}
+    assert at_most_one_out({a: want, b: [b, c], c: want}, want)
     # c is back and sees everyone; a and b were asked before c reached them.
-    assert down_in({a: [a, b], b: [a, b], c: want}, want) == {c}
+    assert at_most_one_out({a: [a, b], b: [a, b], c: want}, want)
+    # b is back and sees everyone; a was asked before b reached it (seen in CI): not an
+    # episode of a.
+    round_ = {a: [a, c], b: want, c: want}
+    assert at_most_one_out(round_, want) and restarting_in(round_, want) == set()
     # Two nodes down: a and b do not answer.
-    assert down_in({a: None, b: None, c: [c]}, want) is None
+    assert not at_most_one_out({a: None, b: None, c: [c]}, want)
 
 
 def test_rolling_restart_one_node_at_a_time(env, rolling):
@@ -623,17 +628,17 @@ def test_rolling_restart_one_node_at_a_time(env, rolling):
     poller, want = rolling["poller"], expected(env)
     for name in want:
         assert poller.polls(name) > 0, poller
-    verdicts = [down_in(r, want) for r in poller.rounds]
-    bad = [r for r, v in zip(poller.rounds, verdicts) if v is None]
-    assert not bad, "%d of %d poll rounds saw two nodes down (first: %s)" % (
+    bad = [r for r in poller.rounds
+           if not at_most_one_out(r, want) or len(restarting_in(r, want)) > 1]
+    assert not bad, "%d of %d poll rounds saw two nodes out (first: %s)" % (
         len(bad), len(poller.rounds), bad[:3])
-    # Each node was seen down, in the order of the inventory (serial: 1), one episode each.
+    # Each node was seen restarting, in the order of the inventory (serial: 1), once each.
     episodes: list[str] = []
-    for verdict in verdicts:
-        for name in verdict or ():
+    for round_ in poller.rounds:
+        for name in restarting_in(round_, want):
             if not episodes or episodes[-1] != name:
                 episodes.append(name)
-    assert episodes == [env["runner"].names[ref] for ref in HOSTS], episodes
+    assert episodes == [env["runner"].names[ref] for ref in HOSTS], (episodes, poller)
 
 
 def test_rolling_restart_leaves_the_cluster_whole(env, rolling):
