@@ -210,7 +210,7 @@ PYTEST_WORKERS ?= 3
 pytest: venv collection images
 	failed=()
 	python -m pytest $(PYTEST_ARGS) tests/unit || failed+=(tests/unit)
-	python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests/integration \
+	python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) tests/integration \
 	  || failed+=(tests/integration)
 	if [ $${#failed[@]} -gt 0 ]; then echo "pytest: failures in $${failed[*]}" >&2; exit 1; fi
 

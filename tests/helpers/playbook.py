@@ -32,6 +32,14 @@ RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+
 FATAL_RE = re.compile(r"^fatal: \[([^\]]+)\]: FAILED! => (\{.*\})\s*$", re.M)
 
 
+def lab_subnets(variable: str, first: int) -> list[str]:
+    """The subnet the environment variable names, or the ten /24 from 172.30.FIRST.0 on:
+    a test file's lab takes the first free one (another run may hold one)."""
+    if os.environ.get(variable):
+        return [os.environ[variable]]
+    return ["172.30.%d.0/24" % x for x in range(first, first + 10)]
+
+
 def new_cookie(length: int = 32) -> str:
     return "".join(secrets.choice(string.ascii_uppercase + string.digits) for dummy in range(length))
 
@@ -117,6 +125,19 @@ class PlaybookRunner:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(content)
         return path
+
+    def role_playbook(self, role: str) -> str:
+        """A playbook that includes the role on every host, as the ejabberd role does."""
+        return self.write("play.yml", (
+            "---\n- name: Apply xmpp.ejabberd.%s\n  hosts: all\n  gather_facts: false\n"
+            "  tasks:\n    - name: Include the role as the ejabberd role does\n"
+            "      ansible.builtin.include_role:\n        name: xmpp.ejabberd.%s\n") % (role, role))
+
+    def docker_inventory(self, host_lines: list[str]) -> str:
+        """An INI inventory of lab containers (one line per host), reached with docker exec."""
+        lines = [*host_lines, "", "[all:vars]", "ansible_connection=community.docker.docker",
+                 "ansible_python_interpreter=/usr/bin/python3"]
+        return self.write("hosts.ini", "\n".join(lines) + "\n")
 
     def cookie(self) -> str:
         """A new random cookie, remembered so that no report ever shows it."""

@@ -33,17 +33,14 @@ import pytest
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import as_text
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    Play, PlaybookRunner, lab_session, new_cookie, private_file, sha256, start_lab)
+    Play, PlaybookRunner, lab_session, lab_subnets, new_cookie, private_file, sha256, start_lab)
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
 
 pytestmark = pytest.mark.lab
 
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xpb"
-# This file's lab takes the first free 172.30.120-129.0/24 (another run may hold one).
-SUBNETS = [os.environ["XMPP_EJABBERD_TEST_SUBNET_PLAYBOOKS"]] \
-    if os.environ.get("XMPP_EJABBERD_TEST_SUBNET_PLAYBOOKS") \
-    else ["172.30.%d.0/24" % x for x in range(120, 130)]
+SUBNETS = lab_subnets("XMPP_EJABBERD_TEST_SUBNET_PLAYBOOKS", 120)
 DIST_PORT = 5210
 HOSTS = ("s1", "s2", "s3")          # the cluster; inventory names are the container names
 FRESH = "fresh"                     # stays unconfigured: bad input

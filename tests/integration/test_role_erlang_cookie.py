@@ -22,30 +22,16 @@ import pytest
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    Play, PlaybookRunner, lab_session, sha256, start_lab)
+    Play, PlaybookRunner, lab_session, lab_subnets, sha256, start_lab)
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
 
 pytestmark = pytest.mark.lab
 
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xrck"
-# This file's lab takes the first free 172.30.100-109.0/24 (another run may hold one).
-SUBNETS = [os.environ["XMPP_EJABBERD_TEST_SUBNET_COOKIE"]] \
-    if os.environ.get("XMPP_EJABBERD_TEST_SUBNET_COOKIE") \
-    else ["172.30.%d.0/24" % x for x in range(100, 110)]
+SUBNETS = lab_subnets("XMPP_EJABBERD_TEST_SUBNET_COOKIE", 100)
 DIST_PORT = 5210
 COOKIE_FILE = "/var/lib/ejabberd/.erlang.cookie"   # HOME of user ejabberd in Debian's package
-
-PLAYBOOK = """\
----
-- name: Apply xmpp.ejabberd.erlang_cookie
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Include the role as the ejabberd role does
-      ansible.builtin.include_role:
-        name: xmpp.ejabberd.erlang_cookie
-"""
 
 
 # ---------------------------------------------------------------------------------
@@ -57,11 +43,9 @@ class Runner(PlaybookRunner):
 
     def __init__(self, lab: LabCluster, workdir: str) -> None:
         super().__init__(workdir)
-        self.playbook = self.write("play.yml", PLAYBOOK)
+        self.playbook = self.role_playbook("erlang_cookie")
         lines = ["%s ansible_host=%s" % (ref, container(lab, ref)) for ref in ("n1", "n2", "w1", "w2")]
-        lines += ["", "[all:vars]", "ansible_connection=community.docker.docker",
-                  "ansible_python_interpreter=/usr/bin/python3"]
-        self.inventory = self.write("hosts.ini", "\n".join(lines) + "\n")
+        self.inventory = self.docker_inventory(lines)
 
     def run(self, limit: str, variables: dict, *args: str) -> Play:
         return self.play(self.playbook, self.inventory, variables, "--limit", limit, *args)

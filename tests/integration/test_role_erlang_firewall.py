@@ -21,34 +21,20 @@ import time
 import pytest
 
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    Play, PlaybookRunner, lab_session, start_lab)
+    Play, PlaybookRunner, lab_session, lab_subnets, start_lab)
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, LabCluster
 
 pytestmark = pytest.mark.lab
 
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xrfw"
-# This file's lab takes the first free 172.30.110-119.0/24 (another run may hold one).
-SUBNETS = [os.environ["XMPP_EJABBERD_TEST_SUBNET_FIREWALL"]] \
-    if os.environ.get("XMPP_EJABBERD_TEST_SUBNET_FIREWALL") \
-    else ["172.30.%d.0/24" % x for x in range(110, 120)]
+SUBNETS = lab_subnets("XMPP_EJABBERD_TEST_SUBNET_FIREWALL", 110)
 DIST_PORT = 5210
 OTHER_PORT = 2222          # stands for SSH and everything else: never filtered
 TABLE = "inet xmpp_ejabberd"
 NFT_FILE = "/etc/nftables.d/xmpp_ejabberd.nft"
 NFT_CONF = "/etc/nftables.conf"
 INCLUDE_LINE = 'include "/etc/nftables.d/*.nft"'
-
-PLAYBOOK = """\
----
-- name: Apply xmpp.ejabberd.erlang_firewall
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Include the role as the ejabberd role does
-      ansible.builtin.include_role:
-        name: xmpp.ejabberd.erlang_firewall
-"""
 
 
 # ---------------------------------------------------------------------------------
@@ -60,15 +46,13 @@ class Runner(PlaybookRunner):
 
     def __init__(self, lab: LabCluster, workdir: str) -> None:
         super().__init__(workdir)
-        self.playbook = self.write("play.yml", PLAYBOOK)
+        self.playbook = self.role_playbook("erlang_firewall")
         lines = []
         for ref in ("n1", "n2", "n3", "out"):
             node = lab.node(int(ref[1]) if ref[0] == "n" else ref)
             lines.append("%s ansible_host=%s erlang_firewall_address=%s"
                          % (ref, node["container"], node["ip"]))
-        lines += ["", "[all:vars]", "ansible_connection=community.docker.docker",
-                  "ansible_python_interpreter=/usr/bin/python3"]
-        self.inventory = self.write("hosts.ini", "\n".join(lines) + "\n")
+        self.inventory = self.docker_inventory(lines)
 
     def run(self, limit: str, variables: dict, *args: str) -> Play:
         return self.play(self.playbook, self.inventory, variables, "--limit", limit, *args,

@@ -121,9 +121,26 @@ def remove_prefix(prefix: str) -> list[str]:
         if proc.stdout.strip() != prefix:
             raise LabError(f"network {net} exists but was not made by this harness; "
                            "choose another prefix")
-        docker(["network", "rm", net])
+        _remove_network(net)
         removed.append(net)
     return removed
+
+
+def _remove_network(net: str) -> None:
+    """``docker network rm``, after forcing off endpoints that outlived their containers
+    (left when dockerd stopped while the lab ran: "has active endpoints")."""
+    for attempt in range(5):
+        proc = docker(["network", "rm", net], check=False)
+        if proc.returncode == 0 or "not found" in proc.stderr or "No such network" in proc.stderr:
+            return
+        if "active endpoints" not in proc.stderr or attempt == 4:
+            raise LabError(f"docker network rm {net} exited {proc.returncode}: {proc.stderr.strip()}")
+        endpoints = docker(["network", "inspect", "--format",
+                            "{{range $id, $c := .Containers}}{{$c.Name}} {{end}}", net],
+                           check=False).stdout.split()
+        for endpoint in endpoints:
+            docker(["network", "disconnect", "-f", net, endpoint], check=False)
+        time.sleep(0.5)
 
 
 def _check_prefix(prefix: str) -> None:
@@ -288,9 +305,10 @@ class LabCluster:
                 errors.append(proc.stderr.strip())
             self._created_containers.clear()
         if self._created_network:
-            proc = docker(["network", "rm", self.network], check=False)
-            if proc.returncode != 0 and "not found" not in proc.stderr:
-                errors.append(proc.stderr.strip())
+            try:
+                _remove_network(self.network)
+            except LabError as exc:
+                errors.append(str(exc))
             self._created_network = False
         if errors:
             raise LabError("cleanup failed: " + "; ".join(errors))
