@@ -46,6 +46,7 @@ if str(COLLECTIONS) not in sys.path:
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist  # noqa: E402
 from ansible_collections.xmpp.ejabberd.plugins.modules import ejabberd_cluster_info  # noqa: E402
 from ansible_collections.xmpp.ejabberd.plugins.modules import erlang_node_info  # noqa: E402
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import write_private  # noqa: E402
 from ansible_collections.xmpp.ejabberd.tests.helpers.erlnode import ErlNode  # noqa: E402
 from ansible_collections.xmpp.ejabberd.tests.lab import harness  # noqa: E402
 
@@ -94,15 +95,6 @@ def time_loop(func, iterations, warmup):
         func()
         samples.append(time.perf_counter() - start)
     return summarize(samples)
-
-
-def write_private(directory, name, text):
-    """A file only we can read (for cookies and module arguments)."""
-    path = os.path.join(directory, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-    with os.fdopen(fd, "w", encoding="latin-1") as handle:
-        handle.write(text)
-    return path
 
 
 def module_argv(python, module, args_file):

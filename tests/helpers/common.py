@@ -16,6 +16,17 @@ from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, REPO_ROO
 COLLECTIONS_ROOT = str(REPO_ROOT / ".build" / "collections")
 
 
+def write_private(directory: str, name: str, text: str, mode: int = 0o600) -> str:
+    """DIRECTORY/NAME, a new file (never an existing one, nor a symlink planted there) that
+    only this user can read, from its creation on: cookies, vars files, module arguments.
+    latin-1 is how Erlang reads a cookie; JSON from json.dumps is ASCII."""
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w", encoding="latin-1") as handle:
+        handle.write(text)
+    return path
+
+
 def require_docker() -> None:
     """Skip (fail under CI) when docker is missing and this user cannot install it;
     as root the lab installs and starts it itself (lab/dockerd.sh)."""

@@ -43,6 +43,8 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import write_private
+
 __all__ = [
     "ErlNode",
     "ErlNodeError",
@@ -319,11 +321,6 @@ class ErlNode:  # pylint: disable=too-many-instance-attributes
             env["ERL_EPMD_PORT"] = str(self.epmd_port)
         return env
 
-    def _write_cookie(self):
-        fd = os.open(self.cookie_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-        with os.fdopen(fd, "w", encoding="latin-1") as handle:
-            handle.write(self.cookie)
-        os.chmod(self.cookie_file, 0o400)
 
     def _setup_epmd(self):
         if self._epmd_port_arg is not None:
@@ -367,7 +364,7 @@ class ErlNode:  # pylint: disable=too-many-instance-attributes
         try:
             self.home = os.path.join(self._tmp, "home")
             os.mkdir(self.home, 0o700)
-            self._write_cookie()
+            write_private(self.home, ".erlang.cookie", self.cookie, 0o400)
             self._log_path = os.path.join(self._tmp, "node.log")
             ready_file = os.path.join(self._tmp, "ready")
             if self.fixed_port:

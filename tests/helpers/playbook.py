@@ -23,7 +23,8 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from ansible_collections.xmpp.ejabberd.tests.helpers.common import COLLECTIONS_ROOT, require_docker
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import (
+    COLLECTIONS_ROOT, require_docker, write_private)
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
 
 
@@ -46,14 +47,6 @@ def new_cookie(length: int = 32) -> str:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def private_file(directory: str, prefix: str, content: str) -> str:
-    """A new file only this user can read (mkstemp: mode 0600)."""
-    fd, path = tempfile.mkstemp(prefix=prefix, dir=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    return path
 
 
 class Play:
@@ -154,7 +147,7 @@ class PlaybookRunner:
         argv = [self.ansible_playbook, "-i", inventory]
         varfile = None
         if variables is not None:
-            varfile = private_file(self.workdir, "vars-%d." % count, json.dumps(variables))
+            varfile = write_private(self.workdir, "vars-%d.json" % count, json.dumps(variables))
             argv += ["-e", "@" + varfile]
         argv += [*args, playbook]
         start = time.monotonic()

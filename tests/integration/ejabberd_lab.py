@@ -18,6 +18,7 @@ import concurrent.futures
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Mapping
 
-from ansible_collections.xmpp.ejabberd.tests.helpers.common import COLLECTIONS_ROOT
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import COLLECTIONS_ROOT, write_private
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import (
     DOCKER,
     LABEL_PREFIX,
@@ -62,10 +63,9 @@ def run_module(name: str, args: Mapping[str, Any], *, check_mode: bool = False,
     payload = dict(args)
     payload["_ansible_check_mode"] = bool(check_mode)
     payload["_ansible_diff"] = True
-    fd, path = tempfile.mkstemp(prefix="xmpp-ejabberd-args.", suffix=".json")
+    path = write_private(tempfile.gettempdir(), "xmpp-ejabberd-args.%s.json" % secrets.token_hex(8),
+                         json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (COLLECTIONS_ROOT, env.get("PYTHONPATH")) if p)
@@ -100,16 +100,6 @@ def run_module(name: str, args: Mapping[str, Any], *, check_mode: bool = False,
     return result
 
 
-def write_cookie_file(directory: str, name: str, cookie: str) -> str:
-    """A cookie file readable by its owner only (as Erlang wants it)."""
-    path = os.path.join(directory, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="latin-1") as handle:
-        handle.write(cookie)
-    os.chmod(path, 0o600)
-    return path
-
-
 class SuiteLab:
     """One suite's LabCluster and the host-side means to drive the modules against it.
 
@@ -130,8 +120,8 @@ class SuiteLab:
         self.cluster = self._new_cluster(subnet or "172.30.80.0/24")
         self.tmpdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-%s." % suite)
         os.chmod(self.tmpdir, 0o700)
-        self.cookie_file = write_cookie_file(self.tmpdir, "cluster.cookie", self.cluster.cookie)
-        self.wrong_cookie_file = write_cookie_file(self.tmpdir, "wrong.cookie", random_cookie())
+        self.cookie_file = write_private(self.tmpdir, "cluster.cookie", self.cluster.cookie)
+        self.wrong_cookie_file = write_private(self.tmpdir, "wrong.cookie", random_cookie())
         self.timings: dict[str, float] = {}
         self.events: list[tuple[str, float]] = []  # (what, module elapsed_s)
         self.spent: dict[str, list[float]] = {}  # operation -> [count, seconds]

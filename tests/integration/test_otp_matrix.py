@@ -40,7 +40,8 @@ import pytest
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist, etf
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import require_docker, wait_until
-from ansible_collections.xmpp.ejabberd.tests.integration.ejabberd_lab import run_module, write_cookie_file
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import write_private
+from ansible_collections.xmpp.ejabberd.tests.integration.ejabberd_lab import run_module
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import (
     DOCKER,
     LAB_DIR,
@@ -157,8 +158,8 @@ class OtpLab:
         self._made_container = False
         self.tmpdir = tempfile.mkdtemp(prefix='xejotp-%s.' % suite)
         os.chmod(self.tmpdir, 0o700)
-        self.cookie_file = write_cookie_file(self.tmpdir, 'node.cookie', self.cookie)
-        self.wrong_cookie_file = write_cookie_file(self.tmpdir, 'wrong.cookie', random_cookie())
+        self.cookie_file = write_private(self.tmpdir, 'node.cookie', self.cookie)
+        self.wrong_cookie_file = write_private(self.tmpdir, 'wrong.cookie', random_cookie())
         self.empty_cfg = os.path.join(self.tmpdir, 'ejabberdctl.cfg')  # no host defaults
         open(self.empty_cfg, 'w', encoding='utf-8').close()
 

@@ -32,8 +32,9 @@ import pytest
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import as_text
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import write_private
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    Play, PlaybookRunner, lab_session, lab_subnets, new_cookie, private_file, sha256, start_lab)
+    Play, PlaybookRunner, lab_session, lab_subnets, new_cookie, sha256, start_lab)
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
 
 pytestmark = pytest.mark.lab
@@ -129,15 +130,16 @@ class Runner(PlaybookRunner):
 
     def module_check(self, cookie: str) -> list[dict]:
         """ejabberd_cluster_info (expected_nodes, check_peers) on every node, run here."""
-        cookie_file = private_file(self.workdir, "cookie.", cookie)
-        out_file = os.path.join(self.workdir, "check-%s.json" % secrets.token_hex(4))
+        run_id = secrets.token_hex(4)
+        cookie_file = write_private(self.workdir, "cookie-%s" % run_id, cookie)
+        out_file = os.path.join(self.workdir, "check-%s.json" % run_id)
         variables = {
             "nodes": [{"name": self.names[ref], "ip": self.ips[ref]} for ref in HOSTS],
             "expected": [self.names[ref] for ref in HOSTS],
             "dist_port": DIST_PORT, "cookie_file": cookie_file, "out_file": out_file,
             "ansible_python_interpreter": sys.executable,
         }
-        varfile = private_file(self.workdir, "check-vars.", json.dumps(variables))
+        varfile = write_private(self.workdir, "check-vars-%s.json" % run_id, json.dumps(variables))
         try:
             proc = subprocess.run([self.ansible_playbook, "-i", "localhost,",
                                    "-e", "@" + varfile, self.check_playbook],
