@@ -321,7 +321,6 @@ class ErlNode:  # pylint: disable=too-many-instance-attributes
             env["ERL_EPMD_PORT"] = str(self.epmd_port)
         return env
 
-
     def _setup_epmd(self):
         if self._epmd_port_arg is not None:
             self.epmd_port = int(self._epmd_port_arg)
