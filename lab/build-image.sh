@@ -1,7 +1,7 @@
 #!/bin/sh
 # Build the lab image xmpp-ejabberd-lab:SUITE (SUITE = bookworm, trixie or forky) from
 # Debian's archive with debootstrap and load it with `docker import`.
-# Idempotent: does nothing when the image already exists.
+# Idempotent: does nothing when the image exists and was built from the same package list.
 # No container registry is needed; the mirror comes from this machine's apt sources
 # (see mirror.sh; override with XMPP_EJABBERD_MIRROR).
 set -eu
@@ -17,7 +17,7 @@ DOCKER=/usr/bin/docker
 IMAGE=${XMPP_EJABBERD_IMAGE_REPO:-xmpp-ejabberd-lab}:$SUITE
 # Everything the lab and the collection's tests need inside a node: the containers
 # sit on an internal network and cannot download anything later.
-PACKAGES=${XMPP_EJABBERD_LAB_PACKAGES:-python3,python3-apt,ejabberd,nftables,iptables,ufw,iproute2,procps,tini,ca-certificates,iputils-ping,netcat-openbsd,sudo,passwd,hostname,less}
+PACKAGES=${XMPP_EJABBERD_LAB_PACKAGES:-python3,python3-apt,ejabberd,nftables,iptables,ufw,firewalld,libpam-systemd,iproute2,procps,tini,ca-certificates,iputils-ping,netcat-openbsd,sudo,passwd,hostname,less}
 
 log() { echo "build-image.sh: $*" >&2; }
 
@@ -29,10 +29,14 @@ mkdir -p /run/lock
 exec 9>"$LOCK"
 flock 9
 
-if "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
+# The image records its package list: an image built from an older list is rebuilt.
+BUILT_WITH=$("$DOCKER" image inspect --format '{{ index .Config.Labels "xmpp-ejabberd.packages" }}' "$IMAGE" 2>/dev/null || true)
+if [ "$BUILT_WITH" = "$PACKAGES" ]; then
     log "image $IMAGE already exists, nothing to do"
     exit 0
 fi
+OLD_ID=$("$DOCKER" image inspect --format '{{ .Id }}' "$IMAGE" 2>/dev/null || true)
+[ -z "$OLD_ID" ] || log "image $IMAGE was built with other packages (${BUILT_WITH:-unrecorded}); rebuilding"
 
 if ! command -v debootstrap >/dev/null 2>&1 || [ ! -e /usr/share/keyrings/debian-archive-keyring.gpg ]; then
     log "installing debootstrap and debian-archive-keyring"
@@ -99,8 +103,11 @@ rm -rf "$DIR"/var/log/*.log "$DIR/var/log/ejabberd"/* "$DIR"/var/cache/debconf/*
 tar --numeric-owner -C "$DIR" -c . | "$DOCKER" import \
     --change 'CMD ["/usr/bin/tini", "--", "sleep", "infinity"]' \
     --change 'ENV LANG=C.UTF-8' \
+    --change "LABEL xmpp-ejabberd.packages=$PACKAGES" \
     --message "debootstrap $SUITE from $MIRROR" - "$IMAGE" >/dev/null
 
 END=$(date +%s)
 log "built $IMAGE in $((END - START))s"
+# The former image, now untagged, goes unless a container still uses it.
+[ -z "$OLD_ID" ] || "$DOCKER" image rm "$OLD_ID" >/dev/null 2>&1 || true
 "$DOCKER" image ls "$IMAGE"

@@ -48,7 +48,7 @@ class Runner(PlaybookRunner):
         super().__init__(workdir)
         self.playbook = self.role_playbook("erlang_firewall")
         lines = []
-        for ref in ("n1", "n2", "n3", "out"):
+        for ref in ("n1", "n2", "n3", "out", "fw"):
             node = lab.node(int(ref[1]) if ref[0] == "n" else ref)
             lines.append("%s ansible_host=%s erlang_firewall_address=%s"
                          % (ref, node["container"], node["ip"]))
@@ -66,7 +66,12 @@ class Runner(PlaybookRunner):
 def _start_lab() -> LabCluster:
     return start_lab(
         SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=3, prefix=PREFIX, subnet=subnet, start=False),
-        lambda lab: lab.add_container("out"), "firewall lab")
+        _prepare, "firewall lab")
+
+
+def _prepare(lab: LabCluster) -> None:
+    lab.add_container("out")
+    lab.add_container("fw")     # runs firewalld (test_firewalld_backend)
 
 
 @pytest.fixture(scope="module")
@@ -276,8 +281,8 @@ BAD_INPUT = {
                              "erlang_firewall_peers": ["10.0.0.1", "n2.lab"]}, "erlang_firewall_peers"),
     "backend_unknown": ({"erlang_firewall_dist_port": DIST_PORT, "erlang_firewall_backend": "iptables"},
                         "erlang_firewall_backend"),
-    "firewalld_not_installed": ({"erlang_firewall_dist_port": DIST_PORT,
-                                 "erlang_firewall_backend": "firewalld"}, "erlang_firewall_backend"),
+    "firewalld_not_running": ({"erlang_firewall_dist_port": DIST_PORT,
+                               "erlang_firewall_backend": "firewalld"}, "erlang_firewall_backend"),
     "ufw_not_active": ({"erlang_firewall_dist_port": DIST_PORT, "erlang_firewall_backend": "ufw"},
                        "erlang_firewall_backend"),
 }
@@ -308,7 +313,7 @@ def test_bad_input_fails_before_any_change(bad_runs, case):
 
 
 @pytest.mark.parametrize("case, words", [
-    ("firewalld_not_installed", "firewall-cmd is not installed"),
+    ("firewalld_not_running", "firewalld is not running"),
     ("ufw_not_active", "ufw is not active"),
     ("window_reversed", "1024 <= low <= high <= 65535"),
 ])
@@ -317,15 +322,18 @@ def test_bad_input_message_says_why(bad_runs, case, words):
     assert words in " ".join(play.out.split()), play
 
 
-def test_ufw_not_installed(env):
+@pytest.mark.parametrize("backend, tool", [("ufw", "/usr/sbin/ufw"), ("firewalld", "/usr/bin/firewall-cmd")])
+def test_backend_not_installed(env, backend, tool):
+    """The image has both tools: one is hidden for the run, as if not installed."""
     lab, run = env["lab"], env["run"]
-    sh(lab, "out", "mv /usr/sbin/ufw /usr/sbin/ufw.hidden", check=True)
+    sh(lab, "out", "mv %s %s.hidden" % (tool, tool), check=True)
     try:
-        play = run("out", {"erlang_firewall_dist_port": DIST_PORT, "erlang_firewall_backend": "ufw"})
+        play = run("out", {"erlang_firewall_dist_port": DIST_PORT, "erlang_firewall_backend": backend})
     finally:
-        sh(lab, "out", "mv /usr/sbin/ufw.hidden /usr/sbin/ufw", check=True)
+        sh(lab, "out", "mv %s.hidden %s" % (tool, tool), check=True)
     assert play.rc != 0 and play.changed("out") == 0, play
-    assert "erlang_firewall_backend" in play.out and "ufw is not installed" in play.out, play
+    assert "erlang_firewall_backend" in play.out, play
+    assert "%s is not installed" % os.path.basename(tool) in " ".join(play.out.split()), play
 
 
 # ---------------------------------------------------------------------------------
@@ -358,3 +366,60 @@ def test_ufw_backend(env):
     assert ip(lab, 1) not in added
     play = run("n3", variables)
     assert play.rc == 0 and play.changed("n3") == 0, play
+
+
+# ---------------------------------------------------------------------------------
+# firewalld (started by the test on "fw" without systemd: its own D-Bus system bus)
+
+
+def start_firewalld(lab: LabCluster, ref) -> None:
+    sh(lab, ref, "mkdir -p /run/dbus && dbus-daemon --system --fork", check=True)
+    subprocess.run([DOCKER, "exec", "-d", lab.node(ref)["container"], "firewalld", "--nofork", "--nopid"],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while sh(lab, ref, "firewall-cmd --state").stdout.strip() != "running":
+        if time.monotonic() > deadline:
+            raise AssertionError("firewalld did not start: %s" % sh(lab, ref, "firewall-cmd --state"))
+        time.sleep(0.2)
+
+
+def rich_rules(lab: LabCluster, ref) -> list[str]:
+    return sh(lab, ref, "firewall-cmd --permanent --list-rich-rules", check=True).stdout.splitlines()
+
+
+def test_firewalld_backend(env):
+    lab, run = env["lab"], env["run"]
+    start_firewalld(lab, "fw")
+    # What an operator already has: another port open to everyone (stands for SSH).
+    sh(lab, "fw", "firewall-cmd --permanent --add-port=%d/tcp && firewall-cmd --reload" % OTHER_PORT,
+       check=True)
+    listen(lab, "fw", DIST_PORT, OTHER_PORT)
+    variables = {"erlang_firewall_backend": "firewalld", "erlang_firewall_dist_port": DIST_PORT,
+                 "erlang_firewall_peers": [ip(lab, 1)]}
+    play = run("fw", variables)
+    assert play.rc == 0 and play.changed("fw") > 0, play
+    checks = [(1, "fw", DIST_PORT), (2, "fw", DIST_PORT), ("out", "fw", DIST_PORT),
+              ("out", "fw", OTHER_PORT), ("fw", "127.0.0.1", DIST_PORT)]
+    want = {(1, "fw", DIST_PORT): True, (2, "fw", DIST_PORT): False, ("out", "fw", DIST_PORT): False,
+            ("out", "fw", OTHER_PORT): True, ("fw", "127.0.0.1", DIST_PORT): True}
+    assert reachability(lab, checks) == want
+    assert rich_rules(lab, "fw") == ['rule family="ipv4" source address="%s" port port="%d" '
+                                     'protocol="tcp" accept' % (ip(lab, 1), DIST_PORT)]
+
+    play = run("fw", variables)
+    assert play.rc == 0 and play.changed("fw") == 0, play
+
+    # The rules are permanent: a reload (what a boot loads) gives the same answers.
+    sh(lab, "fw", "firewall-cmd --reload", check=True)
+    assert reachability(lab, checks) == want
+
+    # Another peer: its rule comes, the former peer's goes.
+    variables["erlang_firewall_peers"] = [ip(lab, 2)]
+    play = run("fw", variables)
+    assert play.rc == 0 and play.changed("fw") > 0, play
+    got = reachability(lab, [(1, "fw", DIST_PORT), (2, "fw", DIST_PORT), ("out", "fw", DIST_PORT)])
+    assert got == {(1, "fw", DIST_PORT): False, (2, "fw", DIST_PORT): True, ("out", "fw", DIST_PORT): False}
+    assert all(ip(lab, 1) not in rule for rule in rich_rules(lab, "fw"))
+    assert "%d/tcp" % OTHER_PORT in sh(lab, "fw", "firewall-cmd --permanent --list-ports").stdout
+    play = run("fw", variables)
+    assert play.rc == 0 and play.changed("fw") == 0, play
