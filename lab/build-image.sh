@@ -17,7 +17,7 @@ DOCKER=/usr/bin/docker
 IMAGE=${XMPP_EJABBERD_IMAGE_REPO:-xmpp-ejabberd-lab}:$SUITE
 # Everything the lab and the collection's tests need inside a node: the containers
 # sit on an internal network and cannot download anything later.
-PACKAGES=${XMPP_EJABBERD_LAB_PACKAGES:-python3,python3-apt,ejabberd,nftables,iptables,ufw,firewalld,libpam-systemd,iproute2,procps,tini,ca-certificates,iputils-ping,netcat-openbsd,sudo,passwd,hostname,less}
+PACKAGES=${XMPP_EJABBERD_LAB_PACKAGES:-python3,python3-apt,ejabberd,nftables,iptables,ufw,dbus,firewalld,libpam-systemd,iproute2,procps,tini,ca-certificates,iputils-ping,netcat-openbsd,sudo,passwd,hostname,less}
 
 log() { echo "build-image.sh: $*" >&2; }
 
