@@ -10,6 +10,7 @@ from typing import Callable
 
 import pytest
 
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, REPO_ROOT
 
 # Where `make collection` links this checkout as ansible_collections/xmpp/ejabberd.
@@ -46,3 +47,16 @@ def wait_until(predicate: Callable[[], object], seconds: float = 5.0) -> bool:
             return True
         time.sleep(0.1)
     return bool(predicate())
+
+
+def node_accepts(node: dict, cookie: str, dist_port: int) -> bool:
+    """Whether the running node (``name`` and ``ip``) accepts ``cookie``: a handshake from
+    this machine. Any failure other than a rejected cookie fails the test."""
+    try:
+        erldist.connect(node["name"], cookie, address=node["ip"], dist_port=dist_port,
+                        timeout=5).close()
+        return True
+    except erldist.DistError as exc:
+        if exc.reason != "cookie_rejected":
+            raise AssertionError("%s: %s" % (node["name"], exc.reason)) from None
+        return False

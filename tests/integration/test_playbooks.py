@@ -32,10 +32,10 @@ import pytest
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import as_text
-from ansible_collections.xmpp.ejabberd.tests.helpers.common import write_private
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import node_accepts, write_private
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
     Play, PlaybookRunner, lab_session, lab_subnets, new_cookie, sha256, start_lab)
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster
 
 pytestmark = pytest.mark.lab
 
@@ -290,36 +290,9 @@ def cookie_digests(lab) -> dict[str, str | None]:
     return digests
 
 
-def list_cluster(lab, ref) -> list[str] | str:
-    try:
-        return lab.list_cluster(ref)
-    except LabError as exc:
-        return str(exc)[-200:]
-
-
 def wait_cluster(env, timeout: float = 90) -> None:
     """Every node lists the three nodes as running (ejabberdctl list_cluster)."""
-    lab, want = env["lab"], expected(env)
-    deadline = time.monotonic() + timeout
-    while True:
-        got = {ref: list_cluster(lab, ref) for ref in HOSTS}
-        if all(v == want for v in got.values()):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("the cluster is not whole after %ss: %s" % (timeout, got))
-        time.sleep(1)
-
-
-def node_accepts(node: dict, cookie: str) -> bool:
-    """Whether the running node accepts ``cookie`` (handshake from this machine)."""
-    try:
-        erldist.connect(node["name"], cookie, address=node["ip"], dist_port=DIST_PORT,
-                        timeout=5).close()
-        return True
-    except erldist.DistError as exc:
-        if exc.reason != "cookie_rejected":
-            raise AssertionError("%s: %s" % (node["name"], exc.reason)) from None
-        return False
+    env["lab"].wait_members(HOSTS, expected(env), timeout)
 
 
 def vm_pids(env) -> dict[str, str]:
@@ -370,7 +343,7 @@ def test_site_succeeds_on_fresh_hosts(env, site):
 def test_site_every_node_lists_the_three_members(env, site):
     require_deployed(env)
     lab, want = env["lab"], expected(env)
-    got = {ref: list_cluster(lab, ref) for ref in HOSTS}
+    got = {ref: lab.list_cluster(ref) for ref in HOSTS}
     assert got == {ref: want for ref in HOSTS}
 
 
@@ -523,7 +496,7 @@ def test_rotate_cookie_files_and_nodes_use_the_new_cookie(env, rotation):
     same = cookie_digests(env["lab"]) == {ref: sha256(new) for ref in HOSTS}
     assert same, "a cookie file does not hold the new cookie"
     for node in nodes_of(env):
-        switched = node_accepts(node, new) and not node_accepts(node, old)
+        switched = node_accepts(node, new, DIST_PORT) and not node_accepts(node, old, DIST_PORT)
         assert switched, "%s does not accept only the new cookie" % node["name"]
 
 

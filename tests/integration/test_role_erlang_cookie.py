@@ -21,9 +21,10 @@ import pytest
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
+from ansible_collections.xmpp.ejabberd.tests.helpers.common import node_accepts
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
     Play, PlaybookRunner, lab_session, lab_subnets, sha256, start_lab)
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster
 
 pytestmark = pytest.mark.lab
 
@@ -44,7 +45,7 @@ class Runner(PlaybookRunner):
     def __init__(self, lab: LabCluster, workdir: str) -> None:
         super().__init__(workdir)
         self.playbook = self.role_playbook("erlang_cookie")
-        lines = ["%s ansible_host=%s" % (ref, container(lab, ref)) for ref in ("n1", "n2", "w1", "w2")]
+        lines = ["%s ansible_host=%s" % (ref, lab_node(lab, ref)["container"]) for ref in ("n1", "n2", "w1", "w2")]
         self.inventory = self.docker_inventory(lines)
 
     def run(self, limit: str, variables: dict, *args: str) -> Play:
@@ -55,8 +56,9 @@ class Runner(PlaybookRunner):
 # Lab
 
 
-def container(lab: LabCluster, ref: str) -> str:
-    return lab.node(int(ref[1]) if ref[0] == "n" else ref)["container"]
+def lab_node(lab: LabCluster, ref: str) -> dict:
+    """The lab's node n1, n2 or extra container w1, w2 (by inventory name)."""
+    return lab.node(int(ref[1]) if ref[0] == "n" else ref)
 
 
 def _prepare(lab: LabCluster) -> None:
@@ -96,33 +98,9 @@ def cookie_file(lab, ref) -> dict | None:
     return {"owner": owner, "group": group, "mode": mode, "sha256": lines[1].split()[0]}
 
 
-def node_accepts(lab, ref, cookie: str) -> bool:
-    """Whether the running node accepts ``cookie`` (handshake from this machine)."""
-    node = lab.node(int(ref[1]))
-    try:
-        erldist.connect(node["name"], cookie, address=node["ip"], dist_port=DIST_PORT,
-                        timeout=5).close()
-        return True
-    except erldist.DistError as exc:
-        if exc.reason != "cookie_rejected":
-            raise AssertionError("%s: %s" % (node["name"], exc.reason)) from None
-        return False
-
-
 def assert_cluster(lab, timeout: float = 60) -> None:
     """Both nodes list both as running members (ejabberdctl reads the cookie file)."""
-    want = sorted(lab.node(i)["name"] for i in (1, 2))
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got = [lab.list_cluster(1), lab.list_cluster(2)]
-        except LabError as exc:
-            got = [str(exc)[:200]]
-        if got == [want, want]:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("cluster is not n1+n2 on both nodes: %s" % got)
-        time.sleep(1)
+    lab.wait_members((1, 2), [lab.node(i)["name"] for i in (1, 2)], timeout)
 
 
 def assert_files(lab, refs, cookie: str) -> None:
@@ -263,7 +241,8 @@ def test_runtime_rotation_keeps_the_cluster(env):
     assert play.changed("n1") == 2 and play.changed("n2") == 2, play   # switch + file
     assert_files(lab, ["n1", "n2"], cookie)
     for ref in ("n1", "n2"):
-        switched = node_accepts(lab, ref, cookie) and not node_accepts(lab, ref, old)
+        switched = (node_accepts(lab_node(lab, ref), cookie, DIST_PORT)
+                    and not node_accepts(lab_node(lab, ref), old, DIST_PORT))
         assert switched, ref
     assert_cluster(lab, timeout=5)       # no restart happened: still one cluster
 
@@ -293,7 +272,7 @@ def test_check_mode_on_the_cluster_changes_nothing(env):
     assert play.rc == 0 and play.changed("n1") == 2, play
     assert_files(lab, ["n1", "n2"], current)
     for ref in ("n1", "n2"):
-        assert node_accepts(lab, ref, current), ref
+        assert node_accepts(lab_node(lab, ref), current, DIST_PORT), ref
 
 
 def test_interrupted_rotation_is_finished_by_a_rerun(env):
@@ -322,6 +301,6 @@ def test_restart_rotation(env):
     assert play.changed("n1") >= 3 and play.changed("n2") >= 3, play   # stop, file, start
     assert_files(lab, ["n1", "n2"], cookie)
     for ref in ("n1", "n2"):
-        assert node_accepts(lab, ref, cookie), ref
+        assert node_accepts(lab_node(lab, ref), cookie, DIST_PORT), ref
     assert_cluster(lab)
     env["cluster_cookie"] = cookie

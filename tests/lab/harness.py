@@ -507,6 +507,26 @@ class LabCluster:
         """Running cluster members as node i sees them (sorted node names)."""
         return parse_node_list(self.ejabberdctl(ref, "list_cluster").stdout)
 
+    def wait_members(self, refs: Iterable[int | str], want: Iterable[str],
+                     timeout: float = 60) -> None:
+        """Poll until every node of ``refs`` lists exactly ``want`` as running members
+        (ejabberdctl list_cluster, which reads the cookie file); LabError naming what
+        each node saw after ``timeout`` seconds."""
+        refs, want = list(refs), sorted(want)
+        deadline = time.monotonic() + timeout
+        while True:
+            got: dict[int | str, list[str] | str] = {}
+            for ref in refs:
+                try:
+                    got[ref] = self.list_cluster(ref)
+                except LabError as exc:
+                    got[ref] = str(exc)[-200:]
+            if all(v == want for v in got.values()):
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"the cluster is not {want} after {timeout}s: {got}")
+            time.sleep(1)
+
     def join_cluster(self, ref: int | str, seed: int | str, timeout: float = 120) -> float:
         """ejabberdctl join_cluster on ``ref`` through ``seed``; wait until ``ref``
         lists the seed (join is asynchronous since ejabberd 24.06). Returns seconds."""
