@@ -96,3 +96,43 @@ def poll(check, wait_timeout, interval=0.25):
                 raise error
             return value
         time.sleep(interval)
+
+
+# Persistent tables that hold no user data: Mnesia's own schema and ejabberd's cache of
+# other entities' capabilities (refilled from the network).
+NOT_USER_DATA = ('schema', 'caps_features')
+
+
+def local_tables(conn, timeout):
+    """Record counts of the Mnesia tables this node keeps on disc, ``{table: count}``.
+
+    RAM-only tables (sessions, routes) are left out: a restart empties them anyway.
+    Raises DistError (``rpc_error``) when Mnesia does not run on the node.
+    """
+    tables = conn.rpc('mnesia', 'system_info', [Atom('local_tables')], timeout)
+    if not isinstance(tables, list):
+        raise erldist.DistError('rpc_error', 'mnesia:system_info(local_tables) on %s returned '
+                                '%s, not a list of tables' % (conn.node, erldist.format_term(tables)))
+    counts = {}
+    for table in tables:
+        if not isinstance(table, Atom):
+            continue
+        storage = conn.rpc('mnesia', 'table_info', [table, Atom('storage_type')], timeout)
+        if storage in (Atom('disc_copies'), Atom('disc_only_copies')):
+            size = conn.rpc('mnesia', 'table_info', [table, Atom('size')], timeout)
+            counts[str(table)] = size if isinstance(size, int) and not isinstance(size, bool) else 0
+    return counts
+
+
+def user_data(counts):
+    """The tables of :func:`local_tables` that hold user data, ``{table: count}``."""
+    return {table: count for table, count in counts.items()
+            if count and table not in NOT_USER_DATA}
+
+
+def mnesia_state(conn, timeout):
+    """``(running, has_schema, directory)`` of the node's Mnesia database."""
+    running = conn.rpc('mnesia', 'system_info', [Atom('is_running')], timeout) == Atom('yes')
+    has_schema = conn.rpc('mnesia', 'system_info', [Atom('use_dir')], timeout) is True
+    directory = as_text(conn.rpc('mnesia', 'system_info', [Atom('directory')], timeout))
+    return running, has_schema, directory

@@ -24,10 +24,12 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import string
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -38,9 +40,16 @@ LAB_DIR = REPO_ROOT / "lab"
 IMAGE_REPO = os.environ.get("XMPP_EJABBERD_IMAGE_REPO", "xmpp-ejabberd-lab")
 LABEL = "xmpp-ejabberd-lab"
 LABEL_PREFIX = "xmpp-ejabberd-lab.prefix"
-SUITES = ("bookworm", "trixie")
+SUITES = ("bookworm", "trixie", "forky")
 
 EJABBERDCTL = "/usr/sbin/ejabberdctl"
+SPOOL_DIR = "/var/lib/ejabberd"  # Debian: the service user's HOME and Mnesia's directory
+ADMIN_USER = "admin"             # VM mode: the unprivileged SSH user with passwordless sudo
+# VM mode: what docker needs to run systemd as PID 1 here (the host is cgroup v1 hybrid;
+# forky's systemd needs v2, so the host's unified hierarchy becomes the container's).
+SYSTEMD_RUN_ARGS = ("--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+                    "-v", "/sys/fs/cgroup/unified:/sys/fs/cgroup:rw", "--cgroupns=host",
+                    "-e", "container=docker", "--stop-signal", "SIGRTMIN+3")
 CTL_CFG = "/etc/default/ejabberd"  # target of the /etc/ejabberd/ejabberdctl.cfg symlink
 SERVICE_USER = "ejabberd"
 NODE_OFFSET = 10      # node i gets host address .(10 + i): .11, .12, ...
@@ -195,13 +204,25 @@ class LabCluster:
     (no epmd); ``dist_port=None`` leaves epmd mode (port 4369). ``start=False``
     creates and configures the containers without starting ejabberd.
     ``extra_cfg`` adds ejabberdctl.cfg variables on every node (None removes one).
+
+    ``vm=True`` makes each container behave like a VM: systemd is PID 1, sshd runs and
+    the user ``admin`` (passwordless sudo) accepts this lab's own SSH key
+    (:meth:`ssh_vars` gives Ansible's connection variables). After boot, the package's
+    own node runs as ``ejabberd@localhost`` with its own random cookie and a Mnesia
+    schema for that name, as on a server where the package was installed earlier.
+    ``start=True`` then makes it the lab's node (the package's empty database reset,
+    ejabberdctl.cfg and cookie written, restarted by systemd); ``start=False`` leaves
+    the package's node as it is, for the roles to take over. ``installed=False`` purges
+    ejabberd and Erlang at boot (a host without ejabberd; the image's local package
+    source can install it again).
     """
 
     def __init__(self, suite: str = "bookworm", size: int = 3, prefix: str = "xejt",
                  subnet: str = "172.30.99.0/24", cookie: str | None = None,
                  dist_port: int | None = 5210, *, start: bool = True,
                  extra_cfg: Mapping[str, str | None] | None = None,
-                 start_timeout: float = 120.0, parallel: bool = True) -> None:
+                 start_timeout: float = 120.0, parallel: bool = True,
+                 vm: bool = False, installed: bool = True) -> None:
         _check_prefix(prefix)
         if suite not in SUITES:
             raise LabError(f"suite must be one of {SUITES}, not {suite!r}")
@@ -217,6 +238,13 @@ class LabCluster:
         self.extra_cfg = dict(extra_cfg or {})
         self.start_timeout = start_timeout
         self.parallel = parallel
+        self.vm = vm
+        self.installed = installed
+        if not installed and not vm:
+            raise LabError("installed=False needs vm=True (apt-get purge runs under systemd)")
+        if not installed and start:
+            raise LabError("installed=False and start=True contradict each other")
+        self._ssh_dir: str | None = None
         self.image = f"{IMAGE_REPO}:{suite}"
         self.network = f"{prefix}-net"
         self.gateway = str(self.subnet.network_address + 1)  # the host's bridge address
@@ -231,7 +259,7 @@ class LabCluster:
     def __repr__(self) -> str:  # no cookie here
         return (f"LabCluster(suite={self.suite!r}, size={self.size}, "
                 f"prefix={self.prefix!r}, subnet='{self.subnet}', "
-                f"dist_port={self.dist_port!r})")
+                f"dist_port={self.dist_port!r}, vm={self.vm!r})")
 
     def __enter__(self) -> "LabCluster":
         return self.up()
@@ -276,15 +304,26 @@ class LabCluster:
         self.timings["network"] = time.monotonic() - t
 
         t = time.monotonic()
+        if self.vm:
+            self._make_ssh_key()
         for i in range(1, self.size + 1):
             ip = self._host(NODE_OFFSET + i)
             node = self._run_container(f"n{i}", ip, f"n{i}.lab")
             self._nodes.append(node)
         self.timings["containers"] = time.monotonic() - t
 
-        t = time.monotonic()
-        self._each(self.configure_node)
-        self.timings["configure"] = time.monotonic() - t
+        if self.vm:
+            t = time.monotonic()
+            self._each(self._boot)
+            self.timings["boot"] = time.monotonic() - t
+
+        # A VM left as the package made it keeps its own node; otherwise the node is ours.
+        if self.start or not self.vm:
+            t = time.monotonic()
+            if self.vm:
+                self._each(self.reset_package_node)
+            self._each(self.configure_node)
+            self.timings["configure"] = time.monotonic() - t
 
         if self.start:
             t = time.monotonic()
@@ -310,6 +349,9 @@ class LabCluster:
             except LabError as exc:
                 errors.append(str(exc))
             self._created_network = False
+        if self._ssh_dir:
+            shutil.rmtree(self._ssh_dir, ignore_errors=True)
+            self._ssh_dir = None
         if errors:
             raise LabError("cleanup failed: " + "; ".join(errors))
 
@@ -334,12 +376,14 @@ class LabCluster:
     def _run_container(self, short: str, ip: str, hostname: str) -> dict[str, Any]:
         name = f"{self.prefix}-{short}"
         alias = hostname.split(".")[0]
+        init = ([*SYSTEMD_RUN_ARGS, self.image, "/lib/systemd/systemd"] if self.vm
+                else [self.image, "/usr/bin/tini", "--", "sleep", "infinity"])
         docker(["run", "-d", "--name", name, "--hostname", hostname,
                 "--network", self.network, "--ip", ip,
                 "--network-alias", hostname, "--network-alias", alias,
                 "--cap-add", "NET_ADMIN",
                 "--label", f"{LABEL}=1", "--label", f"{LABEL_PREFIX}={self.prefix}",
-                self.image, "/usr/bin/tini", "--", "sleep", "infinity"])
+                *init])
         self._created_containers.append(name)
         return {"name": f"ejabberd@{ip}", "ip": ip, "container": name,
                 "hostname": hostname}
@@ -365,7 +409,11 @@ class LabCluster:
             ip = self._host(k)
         node = self._run_container(short, ip, hostname or f"{short}.lab")
         self._extras[short] = node
+        if self.vm:
+            self._boot(short)
         if configure or start:
+            if self.vm:
+                self.reset_package_node(short)
             port = self.dist_port if dist_port == "same" else dist_port
             self.configure_node(short, cookie=cookie, dist_port=port)
         if start:
@@ -406,6 +454,75 @@ class LabCluster:
         """/usr/sbin/ejabberdctl ARGS as the ejabberd user (full path: su - loses /usr/sbin)."""
         return self.exec(ref, ["runuser", "-u", SERVICE_USER, "--", EJABBERDCTL, *args],
                          check=check, timeout=timeout)
+
+    # -- VM mode -----------------------------------------------------------------
+
+    def _make_ssh_key(self) -> None:
+        self._ssh_dir = tempfile.mkdtemp(prefix=f"xmpp-ejabberd-lab.{self.prefix}.ssh.")
+        key = os.path.join(self._ssh_dir, "id_ed25519")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                        f"xmpp-ejabberd-lab {self.prefix}", "-f", key],
+                       check=True, capture_output=True, stdin=subprocess.DEVNULL)
+
+    @property
+    def ssh_key(self) -> str:
+        """The private key that logs in as ``admin`` on every node (VM mode)."""
+        if not self._ssh_dir:
+            raise LabError("no SSH key: this lab is not in VM mode, or not up")
+        return os.path.join(self._ssh_dir, "id_ed25519")
+
+    def ssh_vars(self, ref: int | str) -> dict[str, Any]:
+        """Ansible's connection variables for node ``ref``: SSH as admin, sudo to root."""
+        return {"ansible_host": self._node(ref)["ip"], "ansible_user": ADMIN_USER,
+                "ansible_ssh_private_key_file": self.ssh_key,
+                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
+                                           "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+                "ansible_become": True, "ansible_python_interpreter": "/usr/bin/python3"}
+
+    def wait_booted(self, ref: int | str, timeout: float = 120) -> float:
+        """Wait until systemd says the system is running; LabError naming the failed units
+        when it ends degraded. Returns the seconds waited."""
+        t = time.monotonic()
+        while True:  # until systemd's bus is up; then --wait waits for the boot to finish
+            proc = self.exec(ref, ["systemctl", "is-system-running", "--wait"], check=False,
+                             timeout=timeout)
+            state = proc.stdout.strip()
+            if state or time.monotonic() - t > timeout:
+                break
+            time.sleep(0.2)
+        if state != "running":
+            failed = self.exec(ref, ["systemctl", "--failed", "--no-legend", "--plain"],
+                               check=False).stdout.strip()
+            raise LabError(f"{self._node(ref)['container']}: systemd is {state or proc.stderr.strip()}"
+                           f" after boot; failed units: {failed or 'none'}")
+        return time.monotonic() - t
+
+    def _boot(self, ref: int | str) -> None:
+        self.wait_booted(ref)
+        pub = Path(self.ssh_key + ".pub").read_text(encoding="ascii")
+        home = f"/home/{ADMIN_USER}"
+        self.exec(ref, ["sh", "-c", f"install -d -m 0700 -o {ADMIN_USER} -g {ADMIN_USER} {home}/.ssh"
+                        f" && cat > {home}/.ssh/authorized_keys && chown {ADMIN_USER}: "
+                        f"{home}/.ssh/authorized_keys && chmod 0600 {home}/.ssh/authorized_keys"],
+                  input=pub)
+        if not self.installed:
+            self.exec(ref, ["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get purge -qq -y "
+                            "ejabberd erlang-base >/dev/null && rm -rf " + SPOOL_DIR],
+                      timeout=300)
+
+    def reboot(self, ref: int | str, timeout: float = 120) -> float:
+        """Restart the container (systemd shuts down, then boots again); returns the
+        seconds until systemd runs again."""
+        t = time.monotonic()
+        docker(["restart", "-t", "60", self._node(ref)["container"]], timeout=timeout)
+        self.wait_booted(ref, timeout)
+        return time.monotonic() - t
+
+    def reset_package_node(self, ref: int | str) -> None:
+        """Stop the node the package started at boot and delete its Mnesia files (the
+        package's database of ``ejabberd@localhost`` holds no data yet)."""
+        self.exec(ref, ["systemctl", "stop", "ejabberd"], timeout=120)
+        self.exec(ref, ["sh", "-c", f"cd {SPOOL_DIR} && rm -f -- *.DAT *.DCD *.DCL *.LOG"])
 
     # -- configuration -----------------------------------------------------------
 
@@ -473,7 +590,7 @@ class LabCluster:
         """/etc/init.d/ejabberd start, then poll ejabberdctl status; return seconds."""
         limit = timeout or self.start_timeout
         t = time.monotonic()
-        self.exec(ref, ["/etc/init.d/ejabberd", "start"], timeout=limit)
+        self.exec(ref, self._service_cmd("start"), timeout=limit)
         while True:
             rc, out = self.status(ref)
             if rc == 0 and "started" in out:
@@ -488,7 +605,7 @@ class LabCluster:
     def stop_node(self, ref: int | str, timeout: float = 90) -> float:
         """/etc/init.d/ejabberd stop, then wait until status says not running."""
         t = time.monotonic()
-        self.exec(ref, ["/etc/init.d/ejabberd", "stop"], timeout=timeout)
+        self.exec(ref, self._service_cmd("stop"), timeout=timeout)
         while True:
             rc, out = self.status(ref)
             if rc == 3:
@@ -497,6 +614,9 @@ class LabCluster:
                 raise LabError(f"{self._node(ref)['container']}: ejabberd still running "
                                f"after {timeout}s (status {rc}: {out})")
             time.sleep(0.5)
+
+    def _service_cmd(self, action: str) -> list[str]:
+        return ["systemctl", action, "ejabberd"] if self.vm else ["/etc/init.d/ejabberd", action]
 
     def restart_node(self, ref: int | str) -> float:
         return self.stop_node(ref) + self.start_node(ref)
