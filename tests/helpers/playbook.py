@@ -120,11 +120,22 @@ class PlaybookRunner:
         return path
 
     def role_playbook(self, role: str) -> str:
-        """A playbook that includes the role on every host, as the ejabberd role does."""
+        """A playbook that includes the role on every host, as the ejabberd role does
+        (as root: over SSH that is sudo, with docker exec it is root already)."""
         return self.write("play.yml", (
             "---\n- name: Apply xmpp.ejabberd.%s\n  hosts: all\n  gather_facts: false\n"
+            "  become: true\n"
             "  tasks:\n    - name: Include the role as the ejabberd role does\n"
             "      ansible.builtin.include_role:\n        name: xmpp.ejabberd.%s\n") % (role, role))
+
+    def ssh_inventory(self, lab: LabCluster, hosts: dict, group_vars: dict | None = None,
+                      name: str = "inventory", group: str = "ejabberd") -> str:
+        """A YAML (JSON) inventory of VM-like lab hosts reached over SSH as admin with sudo:
+        ``hosts`` maps each inventory name to ``(lab ref, host vars)``."""
+        members = {host: {**lab.ssh_vars(ref), **variables}
+                   for host, (ref, variables) in hosts.items()}
+        return self.write("%s.json" % name, json.dumps(
+            {group: {"hosts": members, "vars": dict(group_vars or {})}}, indent=1))
 
     def docker_inventory(self, host_lines: list[str]) -> str:
         """An INI inventory of lab containers (one line per host), reached with docker exec."""
