@@ -3,12 +3,14 @@
 """The playbooks xmpp.ejabberd.site, verify, rotate_cookie and rolling_restart against
 three lab containers, run as an operator runs them (``ansible-playbook xmpp.ejabberd.<name>``).
 
-s1, s2 and s3 start as fresh hosts: ejabberd installed (the lab image), neither configured
-nor started, no cookie file; the site playbook does everything (inventory as
-lab/demo/inventory.yml: fixed-port mode on 5210, long names with the containers'
-addresses, nftables, ``ejabberd_install: none``). ``fresh`` stays such a host for the
-bad-input cases. The firewall peers are the three nodes plus this machine (the network's
-gateway), so that the tests can talk to the nodes over Erlang distribution from here.
+s1, s2 and s3 are VM-like hosts (systemd as PID 1, reached over SSH as ``admin`` with sudo)
+as a server is after the package was installed: the package's own node runs as
+``ejabberd@localhost`` with its own random cookie and database. The site playbook does
+everything (inventory as lab/demo/inventory.yml: fixed-port mode on 5210, long names with
+the containers' addresses, nftables, the default ``ejabberd_install: package``). ``fresh``
+stays such a host for the bad-input cases. The firewall peers are the three nodes plus this
+machine (the network's gateway), so that the tests can talk to the nodes over Erlang
+distribution from here.
 
 Cookies travel in private (0600) vars files only, never in an argv; cookie files are
 compared by SHA-256 digest, and assertions are made on booleans so that no cookie is
@@ -105,23 +107,19 @@ class Runner(PlaybookRunner):
         hosts = {}
         for ref in refs:
             ip = self.ips[ref]
-            hosts[self.lab.node(ref)["container"]] = {
+            hosts[self.lab.node(ref)["container"]] = (ref, {
                 "ejabberd_node_name": (names or {}).get(ref, "ejabberd@" + ip),
                 "ejabberd_inet_dist_interface": ip,
                 "ejabberd_address": ip,
-            }
+            })
         group_vars = {
-            "ansible_connection": "community.docker.docker",
-            "ansible_python_interpreter": "/usr/bin/python3",
-            "ejabberd_install": "none",
             "ejabberd_layout": "debian",
             "ejabberd_epmd": False,
             "ejabberd_dist_port": DIST_PORT,
             "ejabberd_firewall_backend": "nftables",
             **extra_vars,
         }
-        return self.write("inventory-%s.json" % label,   # JSON is YAML
-                          json.dumps({"ejabberd": {"hosts": hosts, "vars": group_vars}}, indent=1))
+        return self.ssh_inventory(self.lab, hosts, group_vars, name="inventory-%s" % label)
 
     def run(self, playbook: str, variables: dict | None = None, *args: str,
             inventory: str = "cluster") -> Play:
@@ -257,7 +255,7 @@ def _add_hosts(lab: LabCluster) -> None:
 def _start_lab() -> LabCluster:
     return start_lab(
         SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=0, prefix=PREFIX, subnet=subnet,
-                                           dist_port=DIST_PORT, start=False),
+                                           dist_port=DIST_PORT, start=False, vm=True),
         _add_hosts, "playbooks lab")
 
 
@@ -313,9 +311,16 @@ def require_deployed(env) -> None:
 # 1. site: everything, on fresh hosts
 
 
+def package_nodes(lab) -> dict[str, bool]:
+    """Whether the node Debian's package started (ejabberd@localhost, short names) runs."""
+    return {ref: "-sname ejabberd@localhost" in sh(lab, ref, "pgrep -a beam.smp").stdout
+            for ref in HOSTS}
+
+
 @pytest.fixture(scope="module")
 def site(env):
     runner = env["runner"]
+    env["package_nodes_before_site"] = package_nodes(env["lab"])
     cookie = runner.cookie()
     # -vv: the module results and arguments are shown, so a leak would show too.
     play = runner.run("site", {"ejabberd_cookie": cookie}, "-vv")
@@ -338,6 +343,28 @@ def test_site_succeeds_on_fresh_hosts(env, site):
     assert site.rc == 0, site
     assert sorted(site.recap) == sorted(env["lab"].node(ref)["container"] for ref in HOSTS), site
     assert all(v["failed"] == 0 and v["unreachable"] == 0 for v in site.recap.values()), site
+
+
+def test_site_took_over_the_package_node(env, site):
+    """The hosts ran the package's own node before; site renamed it (its empty database
+    reset) into the cluster's node, under systemd."""
+    require_deployed(env)
+    assert env["package_nodes_before_site"] == {ref: True for ref in HOSTS}
+    assert package_nodes(env["lab"]) == {ref: False for ref in HOSTS}
+    for ref in HOSTS:
+        status = sh(env["lab"], ref, "systemctl show -p ActiveState -p UnitFileState ejabberd")
+        assert status.stdout.split() == ["ActiveState=active", "UnitFileState=enabled"], ref
+
+
+def test_site_fixed_port_mode_leaves_nothing_on_4369(env, site):
+    require_deployed(env)
+    for ref in HOSTS:
+        listening = sh(env["lab"], ref, "ss -Htln").stdout
+        assert not re.search(r":4369\b", listening), (ref, listening)
+        assert re.search(r"%s:%d\b" % (re.escape(env["runner"].ips[ref]), DIST_PORT), listening)
+        units = sh(env["lab"], ref, "systemctl is-active epmd.socket epmd.service; "
+                                    "systemctl is-enabled epmd.socket epmd.service").stdout.split()
+        assert units == ["inactive", "inactive", "disabled", "disabled"], (ref, units)
 
 
 def test_site_every_node_lists_the_three_members(env, site):
@@ -619,7 +646,44 @@ def test_rolling_restart_leaves_the_cluster_whole(env, rolling):
 
 
 # ---------------------------------------------------------------------------------
-# 5. Bad input through the site playbook: rejected before anything changes
+# 5. A reboot of every host: systemd brings the cluster back, firewall included
+
+
+@pytest.fixture(scope="module")
+def rebooted(env, rolling):
+    require_deployed(env)
+    lab = env["lab"]
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
+        list(pool.map(lab.reboot, HOSTS))
+    env["timings"]["reboot_until_systemd_runs"] = time.monotonic() - start
+    wait_cluster(env, timeout=120)
+    env["timings"]["reboot_until_cluster_whole"] = time.monotonic() - start
+
+
+def test_reboot_brings_the_cluster_back(env, rebooted):
+    assert_whole_from_here(env, env["cookie"])
+    for ref in HOSTS:
+        assert not re.search(r":4369\b", sh(env["lab"], ref, "ss -Htln").stdout), ref
+
+
+def test_reboot_keeps_the_firewall(env, rebooted):
+    """Real packets after the boot: a peer reaches s1's distribution port, the host that is
+    not a peer (fresh) is refused."""
+    lab, target = env["lab"], env["runner"].ips["s1"]
+    probe = "nc -z -w 2 %s %d" % (target, DIST_PORT)
+    assert sh(lab, "s2", probe).returncode == 0
+    assert sh(lab, FRESH, probe).returncode != 0
+
+
+def test_reboot_then_site_changes_nothing(env, rebooted):
+    play = env["run"]("site", {"ejabberd_cookie": env["cookie"]})
+    assert play.rc == 0, play
+    assert {h: v["changed"] for h, v in play.recap.items()} == {h: 0 for h in play.recap}, play
+
+
+# ---------------------------------------------------------------------------------
+# 6. Bad input through the site playbook: rejected before anything changes
 
 
 # case: (inventory, variables (the cookie added where missing), the variable the operator set)
@@ -637,8 +701,6 @@ BAD_INPUT = {
     "dist_port_inside_window": ("fresh", {"ejabberd_firewall_window": "5200-5300",
                                           "ejabberd_dist_port": 5210},
                                 "ejabberd_dist_port"),
-    "cookie_empty_nothing_to_adopt": ("fresh", {"ejabberd_cookie": ""},
-                                      "ejabberd_cookie"),
     "dist_port_70000": ("cluster", {"ejabberd_dist_port": 70000}, "ejabberd_dist_port"),
     "cookie_256_chars": ("cluster", {"ejabberd_cookie": new_cookie(256)},
                          "ejabberd_cookie"),
@@ -725,6 +787,6 @@ def test_dist_port_inside_the_window_is_accepted_in_epmd_mode(bad_runs):
 
 def test_bad_input_left_every_host_as_it_was(env, bad_runs):
     assert bad_runs["after"] == bad_runs["before"]
-    fresh = bad_runs["after"][FRESH]        # still a fresh host
-    assert "no-beam" in fresh and "table inet xmpp_ejabberd {" not in fresh, fresh
-    assert "No such file" in fresh.split("\n")[1], fresh     # no cookie file
+    fresh = bad_runs["after"][FRESH]        # still as the package left it: its node runs
+    assert "no-beam" not in fresh and "table inet xmpp_ejabberd {" not in fresh, fresh
+    assert "xmpp.ejabberd managed block" not in sh(env["lab"], FRESH, "cat %s" % CTL_CFG).stdout
