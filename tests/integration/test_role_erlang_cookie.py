@@ -2,10 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Role xmpp.ejabberd.erlang_cookie against lab containers.
 
-n1 and n2 run ejabberd as one cluster (tests/lab/harness.py, cookie in their files);
-w1 and w2 are fresh hosts (ejabberd installed, not started, no cookie file). The role
-runs through ``ansible-playbook`` with the community.docker.docker connection, as the
-ejabberd role runs it (``include_role``). Cookies travel in private vars files only
+The hosts are VM-like (systemd as PID 1, reached over SSH as ``admin`` with sudo). n1 and
+n2 run ejabberd as one cluster under systemd (tests/lab/harness.py, cookie in their files);
+w1 and w2 have ejabberd installed but never started (the service disabled, no cookie file).
+The role runs through ``ansible-playbook``, as the ejabberd role runs it (``include_role``). Cookies travel in private vars files only
 (never in an argv); files are compared by SHA-256 digest and no cookie is ever printed:
 assertions are made on booleans so that pytest cannot show one either.
 """
@@ -45,8 +45,8 @@ class Runner(PlaybookRunner):
     def __init__(self, lab: LabCluster, workdir: str) -> None:
         super().__init__(workdir)
         self.playbook = self.role_playbook("erlang_cookie")
-        lines = ["%s ansible_host=%s" % (ref, lab_node(lab, ref)["container"]) for ref in ("n1", "n2", "w1", "w2")]
-        self.inventory = self.docker_inventory(lines)
+        self.inventory = self.ssh_inventory(
+            lab, {ref: (lab_ref(ref), {}) for ref in ("n1", "n2", "w1", "w2")}, group="all")
 
     def run(self, limit: str, variables: dict, *args: str) -> Play:
         return self.play(self.playbook, self.inventory, variables, "--limit", limit, *args)
@@ -56,21 +56,28 @@ class Runner(PlaybookRunner):
 # Lab
 
 
+def lab_ref(ref: str) -> int | str:
+    """The harness's reference of inventory host n1, n2 (nodes) or w1, w2 (extra)."""
+    return int(ref[1]) if ref[0] == "n" else ref
+
+
 def lab_node(lab: LabCluster, ref: str) -> dict:
     """The lab's node n1, n2 or extra container w1, w2 (by inventory name)."""
-    return lab.node(int(ref[1]) if ref[0] == "n" else ref)
+    return lab.node(lab_ref(ref))
 
 
 def _prepare(lab: LabCluster) -> None:
     lab.join_cluster(2, 1)
-    lab.add_container("w1")
-    lab.add_container("w2")
+    for ref in ("w1", "w2"):
+        lab.add_container(ref)
+        # Installed, never started: no node, no cookie file.
+        lab.exec(ref, ["sh", "-c", "systemctl disable --now ejabberd && rm -f %s" % COOKIE_FILE])
 
 
 def _start_lab() -> LabCluster:
     return start_lab(
         SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=2, prefix=PREFIX, subnet=subnet,
-                                           dist_port=DIST_PORT),
+                                           dist_port=DIST_PORT, vm=True),
         _prepare, "cookie lab")
 
 
@@ -85,7 +92,7 @@ def env(request):
 
 
 def sh(lab, ref, script: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return lab.exec(ref if ref[0] != "n" else int(ref[1]), ["sh", "-c", script], check=check)
+    return lab.exec(lab_ref(ref), ["sh", "-c", script], check=check)
 
 
 def cookie_file(lab, ref) -> dict | None:

@@ -660,11 +660,34 @@ class LabCluster:
             except LabError:
                 members = []  # the node restarts its mnesia during the join
             if seed_name in members and me in members:
+                if self.vm:
+                    self._end_notified_stop(ref, timeout)
+                    self.wait_members([ref], members, timeout)
                 return time.monotonic() - t
             if time.monotonic() - t > timeout:
                 raise LabError(f"{me} did not join {seed_name} within {timeout}s "
                                f"(list_cluster: {members})")
             time.sleep(0.25)
+
+    def _unit_state(self, ref: int | str) -> str:
+        return self.exec(ref, ["systemctl", "show", "-P", "ActiveState", "ejabberd"]).stdout.strip()
+
+    def _end_notified_stop(self, ref: int | str, timeout: float) -> None:
+        """A join restarts ejabberd inside the node, and ejabberd tells systemd it is
+        stopping (STOPPING=1); systemd then waits for the process to end and kills it when
+        its stop timeout runs out. As role ejabberd_cluster does: end it cleanly, start again."""
+        deadline = time.monotonic() + 30
+        while self._unit_state(ref) != "deactivating":
+            if time.monotonic() > deadline:
+                return          # systemd was not told: nothing to end
+            time.sleep(0.25)
+        self.exec(ref, ["systemctl", "kill", "--signal=SIGTERM", "ejabberd"])
+        deadline = time.monotonic() + timeout
+        while self._unit_state(ref) not in ("inactive", "failed"):
+            if time.monotonic() > deadline:
+                raise LabError(f"{self._node(ref)['container']}: ejabberd did not stop after the join")
+            time.sleep(0.25)
+        self.start_node(ref)
 
     def leave_cluster(self, ref: int | str, via: int | str | None = None,
                       timeout: float = 120) -> float:
