@@ -2,33 +2,31 @@
 # The demo cluster (`make demo`, `make demo-clean`).
 #
 #   lab/demo.sh up      start dockerd and build the lab image when missing, start (or
-#                       reuse) the containers xejdemo-n1..3 on the internal network
-#                       xejdemo-net (172.30.94.0/24), run xmpp.ejabberd.site against
-#                       them (lab/demo/inventory.yml) and print the verify table
+#                       reuse) the VM-like containers xejdemo-n1..3 (systemd as PID 1, sshd,
+#                       the package's own node running) on the internal network
+#                       xejdemo-net (172.30.94.0/24) through the lab harness, run
+#                       xmpp.ejabberd.site against them over SSH as admin with sudo
+#                       (lab/demo/inventory.yml) and print the verify table
 #   lab/demo.sh clean   remove those containers and that network, nothing else
 #
 # Safe to run again: running containers are reused and the playbook is idempotent.
-# Only objects carrying the label xmpp-ejabberd-demo=1 are ever removed.
-# Environment: XMPP_EJABBERD_DEMO_SUITE=bookworm|trixie (default bookworm).
+# Only objects carrying the harness's label with the prefix xejdemo are ever removed.
+# Environment: XMPP_EJABBERD_DEMO_SUITE=bookworm|trixie|forky (default bookworm).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-DOCKER=/usr/bin/docker          # Debian's client (a newer one may come first on PATH)
 SUITE=${XMPP_EJABBERD_DEMO_SUITE:-bookworm}
-IMAGE=${XMPP_EJABBERD_IMAGE_REPO:-xmpp-ejabberd-lab}:$SUITE
 PREFIX=xejdemo
-NETWORK=$PREFIX-net
 SUBNET=172.30.94.0/24
-NET_BASE=172.30.94
-GATEWAY=$NET_BASE.1
-NODES=(1 2 3)                   # container i: $PREFIX-n$i at $NET_BASE.1$i
-LABEL=xmpp-ejabberd-demo
+SIZE=3
 INVENTORY=$HERE/demo/inventory.yml
 STATE=$ROOT/.build/demo
 COOKIE_FILE=$STATE/cookie.yml
 SUMMARY=$STATE/verify-summary.json
 LOG=$STATE/site.log
+HARNESS=$ROOT/tests/lab/harness.py
+PYTHON=$ROOT/.venv/bin/python
 
 log() { echo "demo: $*" >&2; }
 die() { echo "demo: ERROR: $*" >&2; exit 1; }
@@ -40,50 +38,7 @@ export PATH="$ROOT/.venv/bin:/usr/bin:$PATH"
 export ANSIBLE_NOCOLOR=${ANSIBLE_NOCOLOR:-1}
 export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
 export ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
-export ANSIBLE_PIPELINING=1     # one `docker exec` per task instead of several
-
-ensure_network() {
-    if "$DOCKER" network inspect "$NETWORK" >/dev/null 2>&1; then
-        [ "$("$DOCKER" network inspect --format "{{index .Labels \"$LABEL\"}}" "$NETWORK")" = 1 ] \
-            || die "network $NETWORK exists but was not made by the demo; remove or rename it"
-        local subnet
-        subnet=$("$DOCKER" network inspect --format '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$NETWORK")
-        [ "$subnet" = "$SUBNET" ] || die "network $NETWORK has subnet $subnet, not $SUBNET: make demo-clean"
-        log "network $NETWORK ($SUBNET) exists, reused"
-        return
-    fi
-    log "creating the internal network $NETWORK ($SUBNET)"
-    "$DOCKER" network create --internal --subnet "$SUBNET" --gateway "$GATEWAY" \
-        --label "$LABEL=1" "$NETWORK" >/dev/null \
-        || die "cannot create $NETWORK on $SUBNET (another docker network on an overlapping subnet?)"
-}
-
-ensure_container() {
-    local i=$1 name="$PREFIX-n$1" ip="$NET_BASE.1$1"
-    if "$DOCKER" container inspect "$name" >/dev/null 2>&1; then
-        [ "$("$DOCKER" container inspect --format "{{index .Config.Labels \"$LABEL\"}}" "$name")" = 1 ] \
-            || die "container $name exists but was not made by the demo; remove or rename it"
-        local image running
-        image=$("$DOCKER" container inspect --format '{{.Config.Image}}' "$name")
-        if [ "$image" != "$IMAGE" ]; then
-            log "container $name runs $image, not $IMAGE: recreating it"
-            "$DOCKER" rm -f "$name" >/dev/null
-        else
-            running=$("$DOCKER" container inspect --format '{{.State.Running}}' "$name")
-            if [ "$running" = true ]; then
-                log "container $name ($ip) is running, reused"
-            else
-                log "container $name ($ip) was stopped, starting it"
-                "$DOCKER" start "$name" >/dev/null
-            fi
-            return
-        fi
-    fi
-    log "starting container $name ($ip) from $IMAGE"
-    "$DOCKER" run -d --name "$name" --hostname "n$i.$PREFIX.lab" \
-        --network "$NETWORK" --ip "$ip" --cap-add NET_ADMIN \
-        --label "$LABEL=1" "$IMAGE" /usr/bin/tini -- sleep infinity >/dev/null
-}
+export ANSIBLE_PIPELINING=1     # one SSH round trip per task instead of several
 
 # A cookie for this machine's demo, made once: a secret variable in a file only
 # root can read, passed as -e @file (never on a command line, never in git).
@@ -103,12 +58,13 @@ ensure_cookie() {
 up() {
     local t0 t1 t2
     t0=$(date +%s)
-    "$HERE/dockerd.sh"
-    "$HERE/build-image.sh" "$SUITE"
+    mkdir -p "$STATE" /run/lock
     exec 8>/run/lock/xmpp-ejabberd-demo.lock
     flock 8                       # one demo run at a time
-    ensure_network
-    for i in "${NODES[@]}"; do ensure_container "$i"; done
+    log "starting (or reusing) $PREFIX-n1..n$SIZE on $SUBNET from xmpp-ejabberd-lab:$SUITE"
+    "$PYTHON" "$HARNESS" up --vm --no-start --reuse --suite "$SUITE" --size "$SIZE" \
+        --prefix "$PREFIX" --subnet "$SUBNET" --ssh-dir "$STATE/ssh" >"$STATE/lab.json"
+    export ANSIBLE_PRIVATE_KEY_FILE=$STATE/ssh/id_ed25519
     ensure_cookie
     t1=$(date +%s)
 
@@ -125,32 +81,17 @@ up() {
          on && /^(TASK|PLAY|RUNNING HANDLER) / { on = 0 }
          on && /^ +- / { sub(/^ +- /, ""); gsub(/^'\''|'\''$/, ""); if ($0 != "") print }' "$LOG"
     [ -s "$SUMMARY" ] && echo "JSON summary: ${SUMMARY#"$ROOT"/}"
-    echo "containers: $PREFIX-n1..n${#NODES[@]} on $NETWORK ($SUBNET); shell: $DOCKER exec -it $PREFIX-n1 bash"
+    echo "hosts: $PREFIX-n1..n$SIZE on $SUBNET (systemd, sshd); shell: ssh -i ${ANSIBLE_PRIVATE_KEY_FILE#"$ROOT"/} admin@172.30.94.11"
     echo "remove them with: make demo-clean"
     log "lab ready in $((t1 - t0))s, playbook $((t2 - t1))s, total $((t2 - t0))s"
     [ "$rc" -eq 0 ] || die "ansible-playbook failed (exit $rc); full output in $LOG"
 }
 
 clean() {
-    "$DOCKER" info >/dev/null 2>&1 || { log "docker is not running: nothing to remove"; return; }
-    local ids
-    ids=$("$DOCKER" ps -a -q --filter "label=$LABEL=1")
-    if [ -n "$ids" ]; then
-        # shellcheck disable=SC2086  # one id per word
-        log "removing containers $("$DOCKER" inspect --format '{{.Name}}' $ids | tr -d / | tr '\n' ' ')"
-        # shellcheck disable=SC2086  # one id per word
-        "$DOCKER" rm -f -v $ids >/dev/null
-    fi
-    if "$DOCKER" network inspect "$NETWORK" >/dev/null 2>&1; then
-        if [ "$("$DOCKER" network inspect --format "{{index .Labels \"$LABEL\"}}" "$NETWORK")" = 1 ]; then
-            log "removing network $NETWORK"
-            "$DOCKER" network rm "$NETWORK" >/dev/null
-        else
-            log "network $NETWORK was not made by the demo: left alone"
-        fi
-    fi
-    rm -f "$SUMMARY" "$LOG"
-    log "demo removed (the lab image and .build/demo/cookie.yml are kept)"
+    /usr/bin/docker info >/dev/null 2>&1 || { log "docker is not running: nothing to remove"; return; }
+    log "removing $("$PYTHON" "$HARNESS" down --prefix "$PREFIX")"
+    rm -f "$SUMMARY" "$LOG" "$STATE/lab.json"
+    log "demo removed (the lab image, .build/demo/cookie.yml and the SSH key are kept)"
 }
 
 case "${1:-up}" in

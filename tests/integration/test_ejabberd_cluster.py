@@ -436,3 +436,29 @@ def test_remove_a_stopped_member(lab):
     # Not checked here: started again, n5 still has its Mnesia schema naming n1 and
     # n2, and comes back as a member (ejabberd/Mnesia behaviour, seen on 23.01 and 24.12);
     # hence the warning above.
+
+
+def test_database_reset_guards_user_data(lab):
+    """ejabberd_database_reset on the standalone n3: refused (check mode too) while an
+    account is in its Mnesia database; with force, ejabberd's own backup is written first,
+    the database goes and the node stops; started again, it is empty."""
+    n3 = lab.cluster
+    n3.ejabberdctl(3, "register", "bob", "localhost", "not-a-real-secret")
+    args = lab.conn_args(3)
+    for check_mode in (True, False):
+        refused = lab.run("ejabberd_database_reset", args, check_mode=check_mode)
+        msg = _assert_failed(refused, "user_data")
+        assert refused["user_data"].get("passwd") == 1, refused
+        assert "passwd (1)" in msg and "nothing was changed" in msg, msg
+        assert refused["changed"] is False
+    assert lab.info(3)["running_nodes"] == lab.names(3)        # still up, untouched
+    backup = "/var/lib/ejabberd/before-reset.backup"
+    done = lab.run("ejabberd_database_reset", dict(args, force=True, backup=backup))
+    assert "failed" not in done, done
+    assert done["changed"] is True and done["backup"] == backup
+    assert done["diff"]["before"]["tables"]["passwd"] == 1 and done["diff"]["after"]["tables"] == {}
+    assert n3.exec(3, ["test", "-s", backup], check=False).returncode == 0
+    _assert_failed(lab.info(3), "unreachable")                 # the node stopped itself
+    lab.start_node(3)
+    users = n3.ejabberdctl(3, "registered_users", "localhost")
+    assert users.stdout.strip() == "", users.stdout

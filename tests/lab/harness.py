@@ -30,6 +30,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -222,7 +223,8 @@ class LabCluster:
                  dist_port: int | None = 5210, *, start: bool = True,
                  extra_cfg: Mapping[str, str | None] | None = None,
                  start_timeout: float = 120.0, parallel: bool = True,
-                 vm: bool = False, installed: bool = True) -> None:
+                 vm: bool = False, installed: bool = True, reuse: bool = False,
+                 ssh_dir: str | None = None) -> None:
         _check_prefix(prefix)
         if suite not in SUITES:
             raise LabError(f"suite must be one of {SUITES}, not {suite!r}")
@@ -244,7 +246,11 @@ class LabCluster:
             raise LabError("installed=False needs vm=True (apt-get purge runs under systemd)")
         if not installed and start:
             raise LabError("installed=False and start=True contradict each other")
+        self.reuse = reuse
         self._ssh_dir: str | None = None
+        self._keep_ssh_dir = ssh_dir     # a key kept there survives close() (the demo's)
+        self._lock = threading.Lock()    # add_container may run in threads
+        self._reserved: set[str] = set()
         self.image = f"{IMAGE_REPO}:{suite}"
         self.network = f"{prefix}-net"
         self.gateway = str(self.subnet.network_address + 1)  # the host's bridge address
@@ -285,6 +291,9 @@ class LabCluster:
         ensure_docker()
         ensure_image(self.suite)
         self.timings["ensure_lab"] = time.monotonic() - t
+
+        if self.reuse and self._adopt():
+            return self
 
         t = time.monotonic()
         remove_prefix(self.prefix)
@@ -349,9 +358,9 @@ class LabCluster:
             except LabError as exc:
                 errors.append(str(exc))
             self._created_network = False
-        if self._ssh_dir:
+        if self._ssh_dir and self._ssh_dir != self._keep_ssh_dir:
             shutil.rmtree(self._ssh_dir, ignore_errors=True)
-            self._ssh_dir = None
+        self._ssh_dir = None
         if errors:
             raise LabError("cleanup failed: " + "; ".join(errors))
 
@@ -391,26 +400,32 @@ class LabCluster:
     def add_container(self, short: str, ip: str | None = None, *,
                       hostname: str | None = None, configure: bool = False,
                       start: bool = False, cookie: str | None = None,
-                      dist_port: int | None | str = "same") -> dict[str, Any]:
+                      dist_port: int | None | str = "same",
+                      installed: bool | None = None) -> dict[str, Any]:
         """Start one more container ``<prefix>-<short>`` on the lab network.
 
         By default an "outsider": same image, ejabberd installed but neither
         configured nor started. ``configure=True`` writes ejabberdctl.cfg and a
         cookie (the cluster's unless ``cookie`` is given); ``start=True`` also
         starts ejabberd. Address the container by ``short`` in the other methods.
+        ``installed=False`` (VM mode) purges ejabberd at boot; default: as the lab.
         """
-        if short in self._extras or re.fullmatch(r"n\d+", short):
-            raise LabError(f"container name {short!r} is taken or reserved")
-        if ip is None:
-            used = {n["ip"] for n in self._nodes} | {n["ip"] for n in self._extras.values()}
-            k = EXTRA_OFFSET + 1
-            while self._host(k) in used:
-                k += 1
-            ip = self._host(k)
+        with self._lock:
+            if short in self._extras or short in self._reserved or re.fullmatch(r"n\d+", short):
+                raise LabError(f"container name {short!r} is taken or reserved")
+            if ip is None:
+                used = ({n["ip"] for n in self._nodes} | {n["ip"] for n in self._extras.values()}
+                        | self._reserved)
+                k = EXTRA_OFFSET + 1
+                while self._host(k) in used:
+                    k += 1
+                ip = self._host(k)
+            self._reserved |= {short, ip}
         node = self._run_container(short, ip, hostname or f"{short}.lab")
-        self._extras[short] = node
+        with self._lock:
+            self._extras[short] = node
         if self.vm:
-            self._boot(short)
+            self._boot(short, self.installed if installed is None else installed)
         if configure or start:
             if self.vm:
                 self.reset_package_node(short)
@@ -457,8 +472,35 @@ class LabCluster:
 
     # -- VM mode -----------------------------------------------------------------
 
+    def _adopt(self) -> bool:
+        """``reuse``: take the containers of an earlier run with this prefix, when all are
+        there on this subnet (started again if stopped). False: start from scratch."""
+        names = [f"{self.prefix}-n{i}" for i in range(1, self.size + 1)]
+        subnet = docker(["network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                         self.network], check=False).stdout.strip()
+        found = docker(["ps", "-a", "--filter", f"label={LABEL_PREFIX}={self.prefix}",
+                        "--format", "{{.Names}}"]).stdout.split()
+        if subnet != str(self.subnet) or sorted(found) != sorted(names):
+            return False
+        docker(["start", *names])
+        if self.vm:
+            self._make_ssh_key()
+        for i, name in enumerate(names, 1):
+            self._nodes.append({"name": f"ejabberd@{self._host(NODE_OFFSET + i)}",
+                                "ip": self._host(NODE_OFFSET + i), "container": name,
+                                "hostname": f"n{i}.lab"})
+        if self.vm:
+            self._each(lambda ref: self._boot(ref, installed=True))
+        return True
+
     def _make_ssh_key(self) -> None:
-        self._ssh_dir = tempfile.mkdtemp(prefix=f"xmpp-ejabberd-lab.{self.prefix}.ssh.")
+        if self._keep_ssh_dir:
+            os.makedirs(self._keep_ssh_dir, mode=0o700, exist_ok=True)
+            self._ssh_dir = self._keep_ssh_dir
+            if os.path.exists(os.path.join(self._ssh_dir, "id_ed25519")):
+                return
+        else:
+            self._ssh_dir = tempfile.mkdtemp(prefix=f"xmpp-ejabberd-lab.{self.prefix}.ssh.")
         key = os.path.join(self._ssh_dir, "id_ed25519")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                         f"xmpp-ejabberd-lab {self.prefix}", "-f", key],
@@ -483,11 +525,11 @@ class LabCluster:
         """Wait until systemd says the system is running; LabError naming the failed units
         when it ends degraded. Returns the seconds waited."""
         t = time.monotonic()
-        while True:  # until systemd's bus is up; then --wait waits for the boot to finish
+        while True:  # until systemd's bus is up ("offline" before); then --wait waits for the boot
             proc = self.exec(ref, ["systemctl", "is-system-running", "--wait"], check=False,
                              timeout=timeout)
             state = proc.stdout.strip()
-            if state or time.monotonic() - t > timeout:
+            if state not in ("", "offline") or time.monotonic() - t > timeout:
                 break
             time.sleep(0.2)
         if state != "running":
@@ -497,7 +539,7 @@ class LabCluster:
                            f" after boot; failed units: {failed or 'none'}")
         return time.monotonic() - t
 
-    def _boot(self, ref: int | str) -> None:
+    def _boot(self, ref: int | str, installed: bool | None = None) -> None:
         self.wait_booted(ref)
         pub = Path(self.ssh_key + ".pub").read_text(encoding="ascii")
         home = f"/home/{ADMIN_USER}"
@@ -505,7 +547,7 @@ class LabCluster:
                         f" && cat > {home}/.ssh/authorized_keys && chown {ADMIN_USER}: "
                         f"{home}/.ssh/authorized_keys && chmod 0600 {home}/.ssh/authorized_keys"],
                   input=pub)
-        if not self.installed:
+        if not (self.installed if installed is None else installed):
             self.exec(ref, ["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get purge -qq -y "
                             "ejabberd erlang-base >/dev/null && rm -rf " + SPOOL_DIR],
                       timeout=300)
@@ -728,6 +770,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--subnet", default="172.30.98.0/24")
         p.add_argument("--dist-port", type=int, default=5210,
                        help="ERL_DIST_PORT; 0 for epmd mode")
+        p.add_argument("--vm", action="store_true",
+                       help="VM-like hosts: systemd, sshd, admin with sudo (see LabCluster)")
+        p.add_argument("--no-start", action="store_true",
+                       help="leave ejabberd as the image has it (VM: the package's node runs)")
+    p = sub.choices["up"]
+    p.add_argument("--reuse", action="store_true",
+                   help="keep the containers of an earlier run with this prefix if all are there")
+    p.add_argument("--ssh-dir", help="VM: keep the SSH key here (made once), not in a temporary directory")
     p = sub.add_parser("down", help="remove what a run with this prefix left")
     p.add_argument("--prefix", default="xejdemo")
     args = ap.parse_args(argv)
@@ -736,9 +786,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"removed": remove_prefix(args.prefix)}))
         return 0
     lab = LabCluster(suite=args.suite, size=args.size, prefix=args.prefix,
-                     subnet=args.subnet, dist_port=args.dist_port or None)
+                     subnet=args.subnet, dist_port=args.dist_port or None, vm=args.vm,
+                     start=not args.no_start, reuse=getattr(args, "reuse", False),
+                     ssh_dir=getattr(args, "ssh_dir", None))
     with lab if args.cmd == "demo" else _Keep(lab):
         out: dict[str, Any] = {"nodes": lab.nodes()}
+        if lab.vm:
+            out["ssh"] = {k: v for k, v in lab.ssh_vars(1).items() if k != "ansible_host"}
         if args.cmd == "demo":
             joins = {}
             for i in range(2, lab.size + 1):

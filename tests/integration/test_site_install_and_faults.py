@@ -1,0 +1,166 @@
+# Copyright: xmpp.ejabberd contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""xmpp.ejabberd.site on single VM-like hosts (Debian 12, systemd as PID 1, SSH as ``admin``
+with sudo) that are not the usual package host: one without ejabberd (installed through apt
+from the lab's own package source), and hosts where the play cannot or must not go on.
+
+Each host is a cluster of its own (its own inventory), so all runs go side by side:
+
+* ``bare``: ejabberd purged; ``ejabberd_install: package`` installs it, the node runs;
+* ``nosrc``: ejabberd purged, its only package source unreachable (a closed port on this
+  machine): the install fails, naming the host and the cause;
+* ``data``: the package's node holds a registered account: renaming would delete it, so
+  the play stops before any change and names the table; with
+  ``ejabberd_rename_discard_data: true`` it goes on;
+* ``nosudo``: admin may not sudo: the first task fails, naming the host;
+* ``masked``: ejabberd.service stopped and masked: stops before any change, naming the cause;
+* ``degraded``: an unrelated unit failed (systemd "degraded"): the play says so and works.
+
+"Nothing changed" is checked on the host itself (ejabberdctl.cfg, cookie file, firewall
+table, the running node), not only in Ansible's recap.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+
+import pytest
+
+from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
+    PlaybookRunner, lab_session, lab_subnets, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster
+
+pytestmark = pytest.mark.lab
+
+PREFIX = "xsif"
+SUBNETS = lab_subnets("XMPP_EJABBERD_TEST_SUBNET_FAULTS", 160)
+HOSTS = {"bare": False, "nosrc": False, "data": True, "nosudo": True, "masked": True,
+         "degraded": True}          # host -> ejabberd installed at boot
+CTL_CFG = "/etc/default/ejabberd"
+COOKIE_FILE = "/var/lib/ejabberd/.erlang.cookie"
+STATE_SCRIPT = (
+    "sha256sum %s 2>&1; stat -c '%%U %%a %%y' %s 2>&1; sha256sum %s 2>&1; "
+    "nft list table inet xmpp_ejabberd 2>&1 | head -n 1; pgrep -a beam.smp | grep -o -- '-s\\?name [^ ]*'; "
+    "dpkg-query -W -f='${Status}' ejabberd 2>&1"
+) % (CTL_CFG, COOKIE_FILE, COOKIE_FILE)
+
+
+def sh(lab, ref, script: str):
+    return lab.exec(ref, ["sh", "-c", script], check=False)
+
+
+def prepare(lab: LabCluster) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
+        for job in [pool.submit(lab.add_container, host, installed=installed)
+                    for host, installed in HOSTS.items()]:
+            job.result()
+    # The only package source of nosrc: a port of this machine where nothing listens.
+    sh(lab, "nosrc", "echo 'deb [trusted=yes] http://%s:9/debian ./' "
+                     ">/etc/apt/sources.list.d/xmpp-ejabberd-lab.list && rm -rf /var/lib/apt/lists/*"
+       % lab.gateway)
+    # An account in the package node's database (Mnesia table passwd).
+    assert sh(lab, "data", "runuser -u ejabberd -- /usr/sbin/ejabberdctl register alice localhost "
+                           "'not-a-real-secret'").returncode == 0
+    sh(lab, "nosudo", "rm -f /etc/sudoers.d/xmpp-ejabberd-lab-admin")
+    # Masked as an operator does it: stopped first (a running Type=notify unit that gets
+    # masked is killed by its own watchdog half a minute later).
+    sh(lab, "masked", "systemctl stop ejabberd && systemctl mask ejabberd")
+    sh(lab, "degraded", "systemd-run --unit=xmpp-lab-broken --property=Type=oneshot /bin/false")
+
+
+@pytest.fixture(scope="module")
+def env(request):
+    def start() -> LabCluster:
+        return start_lab(SUBNETS, lambda subnet: LabCluster(
+            suite="bookworm", size=0, prefix=PREFIX, subnet=subnet, start=False, vm=True),
+            prepare, "faults lab")
+
+    with lab_session(request, "install and faults lab", start) as session:
+        lab = session["lab"]
+        runner = PlaybookRunner(session["workdir"])
+        inventories = {}
+        for host in HOSTS:
+            ip = lab.node(host)["ip"]
+            inventories[host] = runner.ssh_inventory(
+                lab, {host: (host, {"ejabberd_node_name": "ejabberd@" + ip,
+                                    "ejabberd_inet_dist_interface": ip, "ejabberd_address": ip})},
+                {"ejabberd_firewall_peers": [ip, lab.gateway]}, name="inventory-" + host)
+        cookie = runner.cookie()
+        before = {host: sh(lab, host, STATE_SCRIPT).stdout for host in HOSTS}
+
+        def site(host, **extra):
+            return runner.play("xmpp.ejabberd.site", inventories[host],
+                               {"ejabberd_cookie": cookie, **extra})
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
+            jobs = {host: pool.submit(site, host) for host in HOSTS}
+            first = {host: job.result() for host, job in jobs.items()}
+        after = {host: sh(lab, host, STATE_SCRIPT).stdout for host in HOSTS}
+        yield {"lab": lab, "site": site, "first": first, "before": before, "after": after,
+               "timings": session["timings"]}
+
+
+def assert_stopped_before_any_change(env, host: str) -> None:
+    play = env["first"][host]
+    assert play.rc != 0, play
+    assert play.recap[host]["changed"] == 0, play
+    assert env["after"][host] == env["before"][host]
+    assert not play.shows_a_secret()
+
+
+def test_package_installed_from_the_source(env):
+    play = env["first"]["bare"]
+    assert play.rc == 0, play
+    assert "not-installed" in env["before"]["bare"] or "no packages found" in env["before"]["bare"]
+    assert "install ok installed" in env["after"]["bare"]
+    ip = env["lab"].node("bare")["ip"]
+    assert "-name ejabberd@%s" % ip in env["after"]["bare"]
+    again = env["site"]("bare")
+    assert again.rc == 0 and again.recap["bare"]["changed"] == 0, again
+
+
+def test_unreachable_package_source(env):
+    assert_stopped_before_any_change(env, "nosrc")
+    play = env["first"]["nosrc"]
+    fatal = re.search(r"^fatal: \[nosrc\].*$", play.out, re.M)
+    assert fatal, play
+    assert "TASK [xmpp.ejabberd.ejabberd : Install the ejabberd package]" in play.out.split(fatal.group(0))[0]
+    assert ":9" in fatal.group(0) or "update" in fatal.group(0).lower(), fatal.group(0)
+
+
+def test_user_data_stops_the_rename(env):
+    assert_stopped_before_any_change(env, "data")
+    play = env["first"]["data"]
+    messages = " ".join(play.fatal_messages())
+    assert "passwd: 1" in messages and "ejabberd_rename_discard_data" in messages, play
+    assert "Nothing was changed" in messages, play
+    assert "-sname ejabberd@localhost" in env["after"]["data"]      # the package's node still runs
+
+
+def test_user_data_discarded_when_the_operator_says_so(env, request):
+    lab = env["lab"]
+    play = env["site"]("data", ejabberd_rename_discard_data=True)
+    assert play.rc == 0, play
+    ip = lab.node("data")["ip"]
+    assert "-name ejabberd@%s" % ip in sh(lab, "data", "pgrep -a beam.smp").stdout
+    users = sh(lab, "data", "runuser -u ejabberd -- /usr/sbin/ejabberdctl registered_users localhost")
+    assert users.returncode == 0 and users.stdout.strip() == "", users
+
+
+def test_host_without_sudo(env):
+    assert_stopped_before_any_change(env, "nosudo")
+    play = env["first"]["nosudo"]
+    assert re.search(r"^fatal: \[nosudo\].*sudo", play.out, re.M | re.I), play
+
+
+def test_masked_service(env):
+    assert_stopped_before_any_change(env, "masked")
+    messages = " ".join(env["first"]["masked"].fatal_messages())
+    assert "ejabberd.service is masked on masked" in messages, messages
+
+
+def test_degraded_systemd_is_reported_and_the_play_works(env):
+    play = env["first"]["degraded"]
+    assert play.rc == 0, play
+    assert "systemd on degraded is degraded" in play.out, play
