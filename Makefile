@@ -243,19 +243,34 @@ demo: deps venv collection
 demo-clean:
 	lab/demo.sh clean
 
-# Molecule scenario `default` (molecule/default): 3 nodes + 1 outsider on an
-# internal network, converge, idempotence, testinfra verify, destroy.
-# MOLECULE_ARGS: e.g. MOLECULE_ARGS=--destroy=never to keep the containers.
+# Molecule scenarios on the VM-like lab images (systemd, sshd, Ansible over SSH as
+# admin with sudo), each merged onto molecule/shared/base.yml: create, prepare,
+# converge (playbook site), idempotence (changed=0), testinfra verify with real packets
+# from an outsider, destroy.
+#   default: bookworm, fixed-port mode (ERL_DIST_PORT 5210, no epmd), nftables
+# The scenarios run one after the other. Each builds the lab image its molecule.yml
+# names, if missing.
+# MOLECULE_SCENARIOS: which ones (default: all). MOLECULE_ARGS: e.g.
+# MOLECULE_ARGS=--destroy=never to keep the containers.
+MOLECULE_SCENARIOS ?= default
 MOLECULE_ARGS ?=
 .PHONY: molecule
 molecule: deps venv collection
 	lab/dockerd.sh
-	lab/build-image.sh bookworm
-	# Debian's docker client first: community.docker's connection and testinfra take `docker` from PATH.
+	for s in $(MOLECULE_SCENARIOS); do
+	  for suite in $$(sed -n 's/^ *image: xmpp-ejabberd-lab:\([a-z]*\).*/\1/p' "molecule/$$s/molecule.yml" | sort -u); do
+	    lab/build-image.sh "$$suite"
+	  done
+	done
+	# Debian's docker client first: community.docker's modules and testinfra take `docker` from PATH.
 	export PATH="$(VENV)/bin:/usr/bin:$$PATH"
-	start=$$(date +%s)
-	molecule test --scenario-name default $(MOLECULE_ARGS)
-	echo "molecule: scenario default passed in $$(( $$(date +%s) - start ))s"
+	all=$$(date +%s)
+	for s in $(MOLECULE_SCENARIOS); do
+	  start=$$(date +%s)
+	  molecule --base-config molecule/shared/base.yml test --scenario-name "$$s" $(MOLECULE_ARGS)
+	  echo "molecule: scenario $$s passed in $$(( $$(date +%s) - start ))s"
+	done
+	echo "molecule: $(MOLECULE_SCENARIOS) passed in $$(( $$(date +%s) - all ))s"
 
 .PHONY: clean
 clean:
