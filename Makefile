@@ -248,11 +248,13 @@ demo-clean:
 # converge (playbook site), idempotence (changed=0), testinfra verify with real packets
 # from an outsider, destroy.
 #   default: bookworm, fixed-port mode (ERL_DIST_PORT 5210, no epmd), nftables
-# The scenarios run one after the other. Each builds the lab image its molecule.yml
-# names, if missing.
+#   epmd:    forky, epmd mode bound to each node's address, port window, firewalld
+# The scenarios run one after the other (their networks differ, so they could run side
+# by side, but on a small shared machine that is not faster). Each builds the lab
+# image its molecule.yml names, if missing.
 # MOLECULE_SCENARIOS: which ones (default: all). MOLECULE_ARGS: e.g.
 # MOLECULE_ARGS=--destroy=never to keep the containers.
-MOLECULE_SCENARIOS ?= default
+MOLECULE_SCENARIOS ?= default epmd
 MOLECULE_ARGS ?=
 .PHONY: molecule
 molecule: deps venv collection
