@@ -10,13 +10,13 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import time
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
-from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text, format_term
 
 
 def _node_list(term, what, node):
     if not isinstance(term, list):
         raise erldist.DistError('rpc_error', '%s on %s returned %s, not a list of nodes'
-                                % (what, node, erldist.format_term(term)))
+                                % (what, node, format_term(term)))
     return sorted(str(n) for n in term)
 
 
@@ -70,9 +70,9 @@ def admin_result(term):
         return True, ''
     if isinstance(term, tuple) and len(term) >= 2 and term[0] in (Atom('ok'), Atom('error')):
         text = as_text(term[1])
-        detail = text if text is not None else erldist.format_term(term[1])
+        detail = text if text is not None else format_term(term[1])
         return term[0] == Atom('ok'), detail
-    return False, erldist.format_term(term)
+    return False, format_term(term)
 
 
 def poll(check, wait_timeout, interval=0.25):

@@ -371,7 +371,7 @@ class Connection(object):
                 op = control[0] if isinstance(control, tuple) and control else None
                 if isinstance(op, bool) or not isinstance(op, int):
                     raise etf.TermError('control message %s has no operation code'
-                                        % format_term(control, 80))
+                                        % etf.format_term(control, 80))
                 if op not in _SEND_OPS:
                     continue  # not a message (e.g. a link or monitor signal): ignore
                 message = etf.binary_to_term(packet[end:])
@@ -395,24 +395,8 @@ class Connection(object):
                              and m[0] == ref)[1]
         if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == Atom('badrpc'):
             raise DistError('rpc_error', '%s:%s/%d failed on %s: %s'
-                            % (module, function, len(args), self.node, format_term(reply[1])))
+                            % (module, function, len(args), self.node, etf.format_term(reply[1])))
         return reply
-
-
-def format_term(term, limit=400):
-    """A short Erlang-like rendering of a term for error messages."""
-    text = etf.as_text(term) if isinstance(term, (bytes, list)) and term else None
-    if text is not None and text.isprintable():
-        rendered = '"%s"' % text
-    elif isinstance(term, tuple):
-        rendered = '{%s}' % ','.join(format_term(t, limit) for t in term)
-    elif isinstance(term, list):
-        rendered = '[%s]' % ','.join(format_term(t, limit) for t in term)
-    elif isinstance(term, bool):
-        rendered = 'true' if term else 'false'
-    else:
-        rendered = str(term)
-    return rendered if len(rendered) <= limit else rendered[:limit] + '...'
 
 
 def _own_name(target_node):
