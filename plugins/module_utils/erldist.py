@@ -6,8 +6,8 @@
 It looks a node up in EPMD (or goes straight to a fixed port), shakes hands as a
 hidden node (version 6, the OTP 23+ handshake), proves the cookie in both
 directions and runs RPCs through the node's ``rex`` server.  Every blocking
-step runs against one deadline, every read is bounded, and every failure is a
-:class:`DistError` whose ``reason`` is one of :data:`REASONS`.
+step runs against one deadline and every read is bounded.  Every failure is a :class:`DistError`
+whose ``reason`` is one of :data:`REASONS`.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -64,7 +64,10 @@ PASS_THROUGH = 112
 _SEND_OPS = {2: 2, 12: 2, 22: 2, 23: 2}
 REG_SEND = 6
 
+DEFAULT_TIMEOUT = 5.0
+MAX_TIMEOUT = 86400.0
 DEFAULT_MAX_PACKET = 64 * 1024 * 1024
+
 _RANDOM = random.SystemRandom()
 
 
@@ -90,13 +93,16 @@ def split_node(node):
 
 def is_long_name(node):
     """A host part with a dot (a FQDN or an IP address) means -name, else -sname."""
-    return '.' in split_node(node)[1] or ':' in split_node(node)[1]
+    host = split_node(node)[1]
+    return '.' in host or ':' in host
 
 
 def cookie_digest(cookie, challenge):
     """MD5 of the cookie followed by the decimal challenge, as dist_util does."""
     return hashlib.md5(cookie.encode('latin-1') + str(challenge).encode('ascii')).digest()
 
+
+# --------------------------------------------------------------------------- sockets
 
 class _Deadline(object):
     """One budget for a whole operation; every socket call gets what is left."""
@@ -182,21 +188,23 @@ def _connect(address, port, deadline, refused_reason, what):
 
 
 def _recv_exact(sock, count, deadline, what):
-    chunks = []
-    while count:
+    """Exactly ``count`` bytes, into one buffer (no copies on the way)."""
+    buf = bytearray(count)
+    view = memoryview(buf)
+    got = 0
+    while got < count:
         sock.settimeout(deadline.left())
         try:
-            chunk = sock.recv(min(count, 1 << 20))
+            n = sock.recv_into(view[got:], min(count - got, 1 << 20))
         except socket.timeout:
             deadline.left()
             continue
         except OSError as exc:
             raise DistError('unreachable', 'connection to %s failed: %s' % (what, exc))
-        if not chunk:
+        if not n:
             raise EOFError(what)
-        chunks.append(chunk)
-        count -= len(chunk)
-    return b''.join(chunks)
+        got += n
+    return buf
 
 
 def _send_all(sock, data, deadline, what):
@@ -212,13 +220,17 @@ def _send_all(sock, data, deadline, what):
 
 # --------------------------------------------------------------------------- EPMD
 
-def epmd_port_please(host, name, epmd_port=EPMD_DEFAULT_PORT, timeout=5.0):
+def epmd_port_please(host, name, epmd_port=EPMD_DEFAULT_PORT, timeout=DEFAULT_TIMEOUT):
     """Ask EPMD at ``host`` for node ``name``'s port (PORT_PLEASE2).
 
     Returns a dict with ``port``, ``node_type`` ('normal' or 'hidden'),
     ``protocol``, ``highest_version``, ``lowest_version``.
     """
     deadline = _Deadline(timeout, 'the EPMD lookup')
+    return _epmd_port_please(host, name, epmd_port, deadline)
+
+
+def _epmd_port_please(host, name, epmd_port, deadline):
     what = 'EPMD'
     sock = _connect(host, epmd_port, deadline, 'epmd_unreachable', what)
     try:
@@ -247,7 +259,7 @@ def epmd_port_please(host, name, epmd_port=EPMD_DEFAULT_PORT, timeout=5.0):
         sock.close()
 
 
-def epmd_names(host, epmd_port=EPMD_DEFAULT_PORT, timeout=5.0):
+def epmd_names(host, epmd_port=EPMD_DEFAULT_PORT, timeout=DEFAULT_TIMEOUT):
     """The names EPMD at ``host`` knows (NAMES_REQ), as ``{name: port}``."""
     deadline = _Deadline(timeout, 'the EPMD names request')
     return _epmd_names(host, epmd_port, deadline)
@@ -292,20 +304,166 @@ def _names_hint(host, epmd_port, deadline):
     return ' (registered there: %s)' % (', '.join(names) if names else 'none')
 
 
+# --------------------------------------------------------------------------- own names
+
+def _own_name(target_node):
+    """A unique hidden-node name of the same kind (long/short) as the target."""
+    tag = 'xmpp_ejabberd_%d_%08x' % (os.getpid(), _RANDOM.getrandbits(32))
+    if is_long_name(target_node):
+        # No getfqdn(): a DNS lookup could eat the whole timeout, and the peer
+        # only needs a well-formed name of the right kind.
+        host = socket.gethostname()
+        if '.' not in host:
+            host = '127.0.0.1'
+    else:
+        host = socket.gethostname().split('.')[0] or 'localhost'
+    return '%s@%s' % (tag, host)
+
+
+# --------------------------------------------------------------------------- the handshake
+
+_STATUS_ERRORS = {
+    'not_allowed': ('not_allowed', 'node %s answered not_allowed: it refuses this client '
+                    '(net_kernel allow list, or a distribution flag it requires that we do not '
+                    'offer; see the node log)'),
+    'nok': ('protocol_error', 'node %s answered nok (a simultaneous connection attempt); retry'),
+    'alive': ('protocol_error', 'node %s already has a connection from our name; retry'),
+}
+
+
+class _Handshake(object):
+    """One handshake as the connecting side, in the steps (and with the names) of
+    dist_util:handshake_we_started/1; the state they share lives here."""
+
+    def __init__(self, sock, node, cookie, own_node, deadline):
+        self.sock = sock
+        self.node = node
+        self.cookie = cookie
+        self.own_node = own_node
+        self.deadline = deadline
+        self.creation = _RANDOM.randint(4, 0xFFFFFFFF)
+        self.stage = 'send_name'
+        self.peer_flags = None
+        self.peer_challenge = None
+        self.own_challenge = _RANDOM.getrandbits(32)
+
+    def run(self):
+        """All steps in order; returns self, or raises DistError."""
+        for step in (self.send_name, self.recv_status, self.recv_challenge,
+                     self.send_challenge_reply, self.recv_challenge_ack):
+            self.stage = step.__name__
+            step()
+        return self
+
+    # -- framing (2-byte length during the handshake)
+    def _send(self, payload):
+        _send_all(self.sock, struct.pack('>H', len(payload)) + payload, self.deadline, self.node)
+
+    def _recv(self):
+        try:
+            length = struct.unpack('>H', _recv_exact(self.sock, 2, self.deadline, self.node))[0]
+            if length == 0:
+                raise DistError('protocol_error', '%s sent an empty handshake message' % self.node)
+            return bytes(_recv_exact(self.sock, length, self.deadline, self.node))
+        except EOFError:
+            raise self._closed()
+
+    def _closed(self):
+        if self.stage == 'recv_challenge_ack':
+            return DistError('cookie_rejected', 'node %s closed the connection after our '
+                             'challenge reply: it did not accept our cookie. Use the cookie of '
+                             'the cluster (cookie, cookie_file or cookie_user)' % self.node)
+        return DistError('protocol_error', 'node %s closed the connection during the handshake '
+                         '(at %s); the port may belong to something else, or the node refused '
+                         'us (see its log)' % (self.node, self.stage))
+
+    # -- the steps
+    def send_name(self):
+        own = self.own_node.encode('utf-8')
+        self._send(struct.pack('>BQIH', ord('N'), CLIENT_FLAGS, self.creation, len(own)) + own)
+
+    def recv_status(self):
+        message = self._recv()
+        if message[:1] != b's':
+            raise DistError('protocol_error', '%s did not answer like an Erlang node (got %r); '
+                            'is this the distribution port?' % (self.node, message[:16]))
+        status = message[1:]
+        if status in (b'ok', b'ok_simultaneous'):
+            return
+        reason, text = _STATUS_ERRORS.get(
+            status.decode('latin-1'),
+            ('protocol_error', 'node %%s answered the unknown status %r' % status[:40]))
+        raise DistError(reason, text % self.node)
+
+    def recv_challenge(self):
+        message = self._recv()
+        if message[:1] != b'N' or len(message) < 19:
+            raise DistError('protocol_error', '%s sent no version 6 challenge; nodes older than '
+                            'OTP 23 are not supported' % self.node)
+        self.peer_flags, self.peer_challenge, dummy, name_len = struct.unpack(
+            '>QIIH', message[1:19])
+        peer_name = message[19:19 + name_len].decode('utf-8', 'replace')
+        if peer_name != self.node:
+            raise _wrong_peer(self.node, peer_name)
+
+    def send_challenge_reply(self):
+        self._send(struct.pack('>BI', ord('r'), self.own_challenge)
+                   + cookie_digest(self.cookie, self.peer_challenge))
+
+    def recv_challenge_ack(self):
+        ack = self._recv()
+        if len(ack) != 17 or ack[:1] != b'a':
+            raise DistError('protocol_error', '%s sent a malformed challenge ack' % self.node)
+        if not hmac.compare_digest(ack[1:], cookie_digest(self.cookie, self.own_challenge)):
+            raise DistError('cookie_rejected', 'node %s could not prove it knows our cookie: it '
+                            'runs with a different cookie (or is not the node it claims to be)'
+                            % self.node)
+
+
+def _wrong_peer(node, peer_name):
+    try:
+        mismatch = is_long_name(peer_name) != is_long_name(node)
+    except ValueError:
+        mismatch = False
+    if mismatch:
+        kind = 'long (-name)' if is_long_name(peer_name) else 'short (-sname)'
+        return DistError('name_type_mismatch', 'asked for %s, but the node there is %s and uses '
+                         '%s names: a cluster cannot mix long and short names; use the node\'s '
+                         'real name' % (node, peer_name, kind))
+    return DistError('not_registered', 'asked for %s, but the node answering there is %s: fix '
+                     'the node name, address or port' % (node, peer_name))
+
+
+def _shake_hands(address, port, node, cookie, deadline):
+    sock = _connect(address, port, deadline, 'unreachable', 'node %s' % node)
+    try:
+        return sock, _Handshake(sock, node, cookie, _own_name(node), deadline).run()
+    except BaseException:
+        sock.close()
+        raise
+
+
 # --------------------------------------------------------------------------- connection
 
 class Connection(object):
     """One distribution connection to a node, as a hidden node.
 
-    Use :func:`connect` to make one.  Supports ``with``.
+    Use :func:`connect` to make one.  Supports ``with``.  ``timeout`` is the
+    default of every call on it.
     """
 
-    def __init__(self, sock, node, own_node, creation, peer_flags, max_packet):
+    def __init__(self, sock, node, own_node, creation, peer_flags, address, port, via_epmd,
+                 timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET):
+        # pylint: disable=too-many-arguments,too-many-positional-arguments
         self.sock = sock
         self.node = node
         self.own_node = own_node
         self.creation = creation
         self.peer_flags = peer_flags
+        self.address = address
+        self.port = port
+        self.via_epmd = via_epmd
+        self.timeout = timeout
         self.max_packet = max_packet
         self.pid = etf.Pid(own_node, 1, 0, creation)
         self._ref_counter = _RANDOM.getrandbits(32)
@@ -320,8 +478,13 @@ class Connection(object):
         if self.sock is not None:
             try:
                 self.sock.close()
+            except OSError:
+                pass
             finally:
                 self.sock = None
+
+    def _deadline(self, timeout, what):
+        return _Deadline(self.timeout if timeout is None else timeout, what)
 
     def _new_ref(self):
         self._ref_counter = (self._ref_counter + 1) & 0xFFFFFFFF
@@ -335,6 +498,8 @@ class Connection(object):
 
     def _recv_packet(self, deadline):
         """The next non-tick packet; ticks are answered on the way."""
+        if self.sock is None:
+            raise DistError('unreachable', 'the connection to %s is closed' % self.node)
         while True:
             try:
                 length = struct.unpack('>I', _recv_exact(self.sock, 4, deadline, self.node))[0]
@@ -351,16 +516,22 @@ class Connection(object):
                 raise DistError('unreachable', 'node %s closed the connection (it stopped, or '
                                 'dropped us)' % self.node)
 
-    def send_reg(self, name, message, timeout=10.0):
+    def send_reg(self, name, message, timeout=None):
         """Send ``message`` to the process registered as ``name`` on the node."""
-        deadline = _Deadline(timeout, 'sending to %s on %s' % (name, self.node))
-        control = (REG_SEND, self.pid, Atom(''), Atom(name))
-        self._send_packet(bytes([PASS_THROUGH]) + etf.term_to_binary(control)
+        self._send_reg(name, message, self._deadline(timeout, 'sending to %s on %s'
+                                                     % (name, self.node)))
+
+    def _send_reg(self, name, message, deadline):
+        self._send_packet(bytes([PASS_THROUGH]) + etf.term_to_binary((REG_SEND, self.pid, Atom(''),
+                                                                      Atom(name)))
                           + etf.term_to_binary(message), deadline)
 
-    def receive(self, timeout=10.0, match=None):
+    def receive(self, timeout=None, match=None):
         """The next message sent to our pid for which ``match(msg)`` is true."""
-        deadline = _Deadline(timeout, 'waiting for an answer from %s' % self.node)
+        return self._receive(self._deadline(timeout, 'waiting for an answer from %s'
+                                            % self.node), match)
+
+    def _receive(self, deadline, match):
         while True:
             packet = self._recv_packet(deadline)
             if packet[0] != PASS_THROUGH:
@@ -381,45 +552,37 @@ class Connection(object):
             if match is None or match(message):
                 return message
 
-    def rpc(self, module, function, args=(), timeout=10.0):
-        """``rpc:call(Node, module, function, args)`` through ``rex``.
+    def rpc(self, module, function, args=(), timeout=None):
+        """``rpc:call(Node, module, function, args)`` through ``rex``, within
+        ``timeout`` (default: the connection's) for sending and answer together.
 
         Returns the result; a remote exception or a ``badrpc`` raises
         :class:`DistError` with reason ``rpc_error``.
         """
-        ref = self._new_ref()
-        request = (Atom('$gen_call'), (self.pid, ref),
-                   (Atom('call'), Atom(module), Atom(function), list(args), Atom('user')))
-        self.send_reg('rex', request, timeout)
-        reply = self.receive(timeout, lambda m: isinstance(m, tuple) and len(m) == 2
-                             and m[0] == ref)[1]
+        what = '%s:%s/%d' % (module, function, len(args))
+        reply = self._rpc(module, function, args,
+                          self._deadline(timeout, 'the call %s on %s' % (what, self.node)))
         if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == Atom('badrpc'):
-            raise DistError('rpc_error', '%s:%s/%d failed on %s: %s'
-                            % (module, function, len(args), self.node, etf.format_term(reply[1])))
+            raise DistError('rpc_error', '%s failed on %s: %s'
+                            % (what, self.node, etf.format_term(reply[1])))
         return reply
 
-
-def _own_name(target_node):
-    """A unique hidden-node name of the same kind (long/short) as the target."""
-    tag = 'xmpp_ejabberd_%d_%08x' % (os.getpid(), _RANDOM.getrandbits(32))
-    if is_long_name(target_node):
-        # No getfqdn(): a DNS lookup could eat the whole timeout, and the peer
-        # only needs a well-formed name of the right kind.
-        host = socket.gethostname()
-        if '.' not in host:
-            host = '127.0.0.1'
-    else:
-        host = socket.gethostname().split('.')[0] or 'localhost'
-    return '%s@%s' % (tag, host)
+    def _rpc(self, module, function, args, deadline):
+        ref = self._new_ref()
+        self._send_reg('rex', (Atom('$gen_call'), (self.pid, ref),
+                               (Atom('call'), Atom(module), Atom(function), list(args),
+                                Atom('user'))), deadline)
+        return self._receive(deadline, lambda m: isinstance(m, tuple) and len(m) == 2
+                             and m[0] == ref)[1]
 
 
 def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_PORT,
-            timeout=5.0, max_packet=DEFAULT_MAX_PACKET):
+            timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET):
     """Connect and shake hands with ``node``; returns a :class:`Connection`.
 
     ``address`` is the TCP address to use (default: the node's host part);
-    ``dist_port`` skips EPMD (ERL_DIST_PORT mode).  Returns with ``.via_epmd``
-    and ``.port`` set on the connection.
+    ``dist_port`` skips EPMD (ERL_DIST_PORT mode).  ``timeout`` bounds the whole
+    connect, and is the connection's default for later calls.
     """
     try:
         name, host = split_node(node)
@@ -429,101 +592,9 @@ def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_P
     deadline = _Deadline(timeout, 'connecting to %s' % node)
     via_epmd = dist_port is None
     if via_epmd:
-        info = epmd_port_please(address, name, epmd_port, deadline.left())
-        dist_port = info['port']
-    sock = _connect(address, dist_port, deadline, 'unreachable', 'node %s' % node)
-    try:
-        conn = _handshake(sock, node, cookie, deadline, max_packet)
-    except BaseException:
-        sock.close()
-        raise
-    conn.via_epmd = via_epmd
-    conn.port = dist_port
-    conn.address = address
-    return conn
-
-
-def _hs_send(sock, payload, deadline, node):
-    _send_all(sock, struct.pack('>H', len(payload)) + payload, deadline, node)
-
-
-def _hs_recv(sock, deadline, node, stage):
-    try:
-        length = struct.unpack('>H', _recv_exact(sock, 2, deadline, node))[0]
-        if length == 0:
-            raise DistError('protocol_error', '%s sent an empty handshake message' % node)
-        return _recv_exact(sock, length, deadline, node)
-    except EOFError:
-        raise _closed_during(node, stage)
-
-
-def _closed_during(node, stage):
-    if stage == 'ack':
-        return DistError('cookie_rejected', 'node %s closed the connection after our challenge '
-                         'reply: it did not accept our cookie. Use the cookie of the cluster '
-                         '(cookie, cookie_file or cookie_user)' % node)
-    return DistError('protocol_error', 'node %s closed the connection during the handshake '
-                     '(at %s); the port may belong to something else, or the node refused us '
-                     '(see its log)' % (node, stage))
-
-
-_STATUS_ERRORS = {
-    'not_allowed': ('not_allowed', 'node %s answered not_allowed: it refuses this client '
-                    '(net_kernel allow list, or a distribution flag it requires that we do not '
-                    'offer; see the node log)'),
-    'nok': ('protocol_error', 'node %s answered nok (a simultaneous connection attempt); retry'),
-    'alive': ('protocol_error', 'node %s already has a connection from our name; retry'),
-}
-
-
-def _handshake(sock, node, cookie, deadline, max_packet):
-    own_node = _own_name(node)
-    creation = _RANDOM.randint(4, 0xFFFFFFFF)
-    own = own_node.encode('utf-8')
-    _hs_send(sock, struct.pack('>BQIH', ord('N'), CLIENT_FLAGS, creation, len(own)) + own,
-             deadline, node)
-
-    status = _hs_recv(sock, deadline, node, 'status')
-    if status[:1] != b's':
-        raise DistError('protocol_error', '%s did not answer like an Erlang node (got %r); is '
-                        'this the distribution port?' % (node, status[:16]))
-    status = status[1:].decode('latin-1')
-    if status not in ('ok', 'ok_simultaneous'):
-        reason, text = _STATUS_ERRORS.get(
-            status, ('protocol_error', 'node %%s answered the unknown status %r' % status[:40]))
-        raise DistError(reason, text % node)
-
-    challenge_msg = _hs_recv(sock, deadline, node, 'challenge')
-    if challenge_msg[:1] != b'N' or len(challenge_msg) < 19:
-        raise DistError('protocol_error', '%s sent no version 6 challenge; nodes older than '
-                        'OTP 23 are not supported' % node)
-    peer_flags, challenge, dummy, name_len = struct.unpack('>QIIH', challenge_msg[1:19])
-    peer_name = challenge_msg[19:19 + name_len].decode('utf-8', 'replace')
-    if peer_name != node:
-        raise _wrong_peer(node, peer_name)
-
-    own_challenge = _RANDOM.getrandbits(32)
-    _hs_send(sock, struct.pack('>BI', ord('r'), own_challenge) + cookie_digest(cookie, challenge),
-             deadline, node)
-    ack = _hs_recv(sock, deadline, node, 'ack')
-    if len(ack) != 17 or ack[:1] != b'a':
-        raise DistError('protocol_error', '%s sent a malformed challenge ack' % node)
-    if not hmac.compare_digest(ack[1:], cookie_digest(cookie, own_challenge)):
-        raise DistError('cookie_rejected', 'node %s could not prove it knows our cookie: it '
-                        'runs with a different cookie (or is not the node it claims to be)'
-                        % node)
-    return Connection(sock, node, own_node, creation, peer_flags, max_packet)
-
-
-def _wrong_peer(node, peer_name):
-    try:
-        mismatch = is_long_name(peer_name) != is_long_name(node)
-    except ValueError:
-        mismatch = False
-    if mismatch:
-        kind = 'long (-name)' if is_long_name(peer_name) else 'short (-sname)'
-        return DistError('name_type_mismatch', 'asked for %s, but the node there is %s and uses '
-                         '%s names: a cluster cannot mix long and short names; use the node\'s '
-                         'real name' % (node, peer_name, kind))
-    return DistError('not_registered', 'asked for %s, but the node answering there is %s: fix '
-                     'the node name, address or port' % (node, peer_name))
+        lookup = _Deadline(deadline.left(), 'the EPMD lookup for %s' % node)
+        dist_port = _epmd_port_please(address, name, epmd_port, lookup)['port']
+    sock, shake = _shake_hands(address, dist_port, node, cookie, deadline)
+    return Connection(sock, node, shake.own_node, shake.creation, shake.peer_flags,
+                      address=address, port=dist_port, via_epmd=via_epmd, timeout=timeout,
+                      max_packet=max_packet)
