@@ -6,7 +6,8 @@
 It looks a node up in EPMD (or goes straight to a fixed port), shakes hands as a
 hidden node (version 6, the OTP 23+ handshake), proves the cookie in both
 directions and runs RPCs through the node's ``rex`` server.  Every blocking
-step runs against one deadline and every read is bounded.  Every failure is a :class:`DistError`
+step, decoding included, runs against one deadline; every read is bounded, and
+so is the memory one message may take.  Every failure is a :class:`DistError`
 whose ``reason`` is one of :data:`REASONS`.
 """
 
@@ -67,6 +68,8 @@ REG_SEND = 6
 DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 86400.0
 DEFAULT_MAX_PACKET = 64 * 1024 * 1024
+# Memory one received message may take: its packet, and what it decodes to.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _RANDOM = random.SystemRandom()
 
@@ -506,10 +509,11 @@ class Connection(object):
                 if length == 0:
                     self._send_packet(b'', deadline)
                     continue
-                if length > self.max_packet:
+                if length > min(self.max_packet, MAX_MESSAGE_BYTES):
                     self.close()  # the stream is out of step now
                     raise DistError('protocol_error', '%s sent a %d-byte packet, more than the '
-                                    '%d allowed' % (self.node, length, self.max_packet))
+                                    '%d allowed' % (self.node, length,
+                                                    min(self.max_packet, MAX_MESSAGE_BYTES)))
                 return _recv_exact(self.sock, length, deadline, self.node)
             except EOFError:
                 self.close()
@@ -527,30 +531,53 @@ class Connection(object):
                           + etf.term_to_binary(message), deadline)
 
     def receive(self, timeout=None, match=None):
-        """The next message sent to our pid for which ``match(msg)`` is true."""
+        """The next message sent to our pid for which ``match(msg)`` is true.
+
+        Only one message is held at a time: one that is not the awaited one is
+        dropped before the next is read.
+        """
         return self._receive(self._deadline(timeout, 'waiting for an answer from %s'
                                             % self.node), match)
 
     def _receive(self, deadline, match):
         while True:
-            packet = self._recv_packet(deadline)
-            if packet[0] != PASS_THROUGH:
-                raise DistError('protocol_error', '%s sent a packet of type %d; only pass-through '
-                                'packets were negotiated' % (self.node, packet[0]))
-            try:
-                control, end = etf.decode_term(packet, 1)
-                op = control[0] if isinstance(control, tuple) and control else None
-                if isinstance(op, bool) or not isinstance(op, int):
-                    raise etf.TermError('control message %s has no operation code'
-                                        % etf.format_term(control, 80))
-                if op not in _SEND_OPS:
-                    continue  # not a message (e.g. a link or monitor signal): ignore
-                message = etf.binary_to_term(packet[end:])
-            except etf.TermError as exc:
-                self.close()
-                raise DistError('protocol_error', '%s sent a malformed term: %s' % (self.node, exc))
-            if match is None or match(message):
+            message = self._next_message(deadline)
+            if message is not _NOT_OURS and (match is None or match(message)):
                 return message
+            message = None  # free it before the next one is decoded
+
+    def _next_message(self, deadline):
+        """The message of the next packet if it is sent to our pid, else _NOT_OURS.
+        The packet and the message together take at most MAX_MESSAGE_BYTES."""
+        packet = memoryview(self._recv_packet(deadline))
+        if packet[0] != PASS_THROUGH:
+            self.close()
+            raise DistError('protocol_error', '%s sent a packet of type %d; only pass-through '
+                            'packets were negotiated' % (self.node, packet[0]))
+        budget = MAX_MESSAGE_BYTES - len(packet)
+        try:
+            control, end = etf.decode_term(packet, 1, max_bytes=budget, deadline=deadline.end)
+            op = control[0] if isinstance(control, tuple) and control else None
+            if isinstance(op, bool) or not isinstance(op, int):
+                raise etf.TermError('control message %s has no operation code'
+                                    % etf.format_term(control, 80))
+            if op not in _SEND_OPS:
+                return _NOT_OURS  # a signal (link, monitor...), not a message
+            to = control[_SEND_OPS[op]] if len(control) > _SEND_OPS[op] else None
+            if not isinstance(to, etf.Pid):
+                raise etf.TermError('control message %s names no destination pid'
+                                    % etf.format_term(control, 80))
+            if to != self.pid:
+                return _NOT_OURS  # for another process (a stray reply): not even decoded
+            return etf.binary_to_term(packet[end:], max_bytes=budget, deadline=deadline.end)
+        except etf.TermTimeout:
+            self.close()  # the rest of this packet is lost: the stream is out of step
+            raise DistError('timeout', 'decoding what %s sent took longer than the %.1f s '
+                            'allowed for %s: a huge or pathological term'
+                            % (self.node, deadline.seconds, deadline.what))
+        except etf.TermError as exc:
+            self.close()
+            raise DistError('protocol_error', '%s sent a malformed term: %s' % (self.node, exc))
 
     def rpc(self, module, function, args=(), timeout=None):
         """``rpc:call(Node, module, function, args)`` through ``rex``, within
@@ -574,6 +601,9 @@ class Connection(object):
                                 Atom('user'))), deadline)
         return self._receive(deadline, lambda m: isinstance(m, tuple) and len(m) == 2
                              and m[0] == ref)[1]
+
+
+_NOT_OURS = object()
 
 
 def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_PORT,
