@@ -9,6 +9,10 @@ directions and runs RPCs through the node's ``rex`` server.  Every blocking
 step, decoding included, runs against one deadline; every read is bounded, and
 so is the memory one message may take.  Every failure is a :class:`DistError`
 whose ``reason`` is one of :data:`REASONS`.
+
+The client presents itself under one of :data:`NAME_SLOTS` names per host
+(:func:`own_name`): a node keeps every name that ever connected as an atom,
+forever, so the set must stay small.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +22,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import errno
 import hashlib
 import hmac
+import itertools
 import os
 import random
 import socket
@@ -70,6 +75,16 @@ MAX_TIMEOUT = 86400.0
 DEFAULT_MAX_PACKET = 64 * 1024 * 1024
 # Memory one received message may take: its packet, and what it decodes to.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# The client's own names: NAME_PREFIX + slot + '@' + host, slot < NAME_SLOTS.
+# The leading '-' makes them sort before any usual node name: when two of our
+# handshakes use one name at the same moment, the node then refuses the later
+# one (status nok) instead of killing the earlier one (it does that when the
+# incoming name sorts after its own, as in a simultaneous connect).
+NAME_PREFIX = '-xmpp_ejabberd_'
+NAME_SLOTS = 16
+# Pause between two rounds over the names when every one was in use.
+_BUSY_PAUSE = (0.02, 0.2)
 
 _RANDOM = random.SystemRandom()
 
@@ -309,28 +324,62 @@ def _names_hint(host, epmd_port, deadline):
 
 # --------------------------------------------------------------------------- own names
 
-def _own_name(target_node):
-    """A unique hidden-node name of the same kind (long/short) as the target."""
-    tag = 'xmpp_ejabberd_%d_%08x' % (os.getpid(), _RANDOM.getrandbits(32))
+# Where this process starts its next round over the names: random, so that other
+# processes start elsewhere, then one further for each connection, so that a name
+# it has just closed (the node may not have noticed yet) is not the first it tries.
+_next_slot = itertools.count(_RANDOM.randrange(NAME_SLOTS))
+
+
+def _new_slot_order():
+    global _next_slot  # pylint: disable=global-statement
+    _next_slot = itertools.count(_RANDOM.randrange(NAME_SLOTS))
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_new_slot_order)  # forks must not share the order
+
+
+def _slot_order():
+    first = next(_next_slot) % NAME_SLOTS
+    return [(first + i) % NAME_SLOTS for i in range(NAME_SLOTS)]
+
+
+def own_name(target_node, slot, local_address=None):
+    """The client's hidden-node name in ``slot``, of the target's kind (long/short).
+
+    The host part is this host's: the short host name, or for long names the
+    FQDN, else the address the connection leaves from (``local_address``), so
+    that two hosts do not share names.  No DNS lookup: it could eat the timeout.
+    """
+    hostname = socket.gethostname()
     if is_long_name(target_node):
-        # No getfqdn(): a DNS lookup could eat the whole timeout, and the peer
-        # only needs a well-formed name of the right kind.
-        host = socket.gethostname()
-        if '.' not in host:
+        if '.' in hostname:
+            host = hostname
+        elif local_address and '.' in local_address and _is_ip(local_address):
+            host = local_address
+        else:
             host = '127.0.0.1'
     else:
-        host = socket.gethostname().split('.')[0] or 'localhost'
-    return '%s@%s' % (tag, host)
+        host = hostname.split('.')[0] or 'localhost'
+    return '%s%d@%s' % (NAME_PREFIX, slot, host)
 
 
 # --------------------------------------------------------------------------- the handshake
+
+class _NameBusy(Exception):
+    """The node has a connection or a handshake under the name we offered (it said
+    alive or nok), or may have (it closed before any status): then ``error`` is
+    what to raise if that happens again under another name."""
+
+    def __init__(self, error=None):
+        super(_NameBusy, self).__init__('name busy')
+        self.error = error
+
 
 _STATUS_ERRORS = {
     'not_allowed': ('not_allowed', 'node %s answered not_allowed: it refuses this client '
                     '(net_kernel allow list, or a distribution flag it requires that we do not '
                     'offer; see the node log)'),
-    'nok': ('protocol_error', 'node %s answered nok (a simultaneous connection attempt); retry'),
-    'alive': ('protocol_error', 'node %s already has a connection from our name; retry'),
 }
 
 
@@ -351,7 +400,7 @@ class _Handshake(object):
         self.own_challenge = _RANDOM.getrandbits(32)
 
     def run(self):
-        """All steps in order; returns self, or raises DistError."""
+        """All steps in order; returns self, or raises DistError or _NameBusy."""
         for step in (self.send_name, self.recv_status, self.recv_challenge,
                      self.send_challenge_reply, self.recv_challenge_ack):
             self.stage = step.__name__
@@ -369,6 +418,8 @@ class _Handshake(object):
                 raise DistError('protocol_error', '%s sent an empty handshake message' % self.node)
             return bytes(_recv_exact(self.sock, length, self.deadline, self.node))
         except EOFError:
+            if self.stage == 'recv_status':
+                raise _NameBusy(self._closed())
             raise self._closed()
 
     def _closed(self):
@@ -393,6 +444,13 @@ class _Handshake(object):
         status = message[1:]
         if status in (b'ok', b'ok_simultaneous'):
             return
+        if status == b'alive':
+            # Another connection uses this name.  'false' withdraws ours and leaves
+            # it alone ('true' would kill it: it may be another process's).
+            self._send(b'sfalse')
+            raise _NameBusy()
+        if status == b'nok':  # another handshake under this name is under way
+            raise _NameBusy()
         reason, text = _STATUS_ERRORS.get(
             status.decode('latin-1'),
             ('protocol_error', 'node %%s answered the unknown status %r' % status[:40]))
@@ -438,12 +496,46 @@ def _wrong_peer(node, peer_name):
 
 
 def _shake_hands(address, port, node, cookie, deadline):
-    sock = _connect(address, port, deadline, 'unreachable', 'node %s' % node)
-    try:
-        return sock, _Handshake(sock, node, cookie, _own_name(node), deadline).run()
-    except BaseException:
-        sock.close()
-        raise
+    """A handshake under the first free name; rounds over all of them, with a short
+    pause in between, while time is left (a busy name is usually freed within
+    milliseconds: our connections are short)."""
+    closed_before_status = False
+    rounds = 0
+    while True:
+        try:
+            for slot in _slot_order():
+                sock = _connect(address, port, deadline, 'unreachable', 'node %s' % node)
+                try:
+                    own_node = own_name(node, slot, sock.getsockname()[0])
+                    return sock, _Handshake(sock, node, cookie, own_node, deadline).run()
+                except _NameBusy as busy:
+                    sock.close()
+                    # A node closes before the status when a third handshake under a
+                    # name comes while it asks a second one 'alive'.  Twice is no
+                    # longer chance: not a node's port, or a node that refuses us.
+                    if busy.error is not None:
+                        if closed_before_status:
+                            raise busy.error
+                        closed_before_status = True
+                except BaseException:
+                    sock.close()
+                    raise
+        except DistError as exc:
+            if rounds and exc.reason == 'timeout':
+                raise _all_names_busy(node)  # what kept us waiting
+            raise
+        rounds += 1
+        pause = _RANDOM.uniform(*_BUSY_PAUSE)
+        if deadline.end - time.monotonic() <= pause:
+            raise _all_names_busy(node)
+        time.sleep(pause)
+
+
+def _all_names_busy(node):
+    return DistError('protocol_error', 'node %s already has connections under every one of our '
+                     '%d names (%s0..%d@...): as many connections from this host at once, or '
+                     'old ones the node has not dropped yet; retry, or run fewer at once'
+                     % (node, NAME_SLOTS, NAME_PREFIX, NAME_SLOTS - 1))
 
 
 # --------------------------------------------------------------------------- connection
