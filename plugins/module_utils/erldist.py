@@ -7,8 +7,8 @@ It looks a node up in EPMD (or goes straight to a fixed port), shakes hands as a
 hidden node (version 6, the OTP 23+ handshake), proves the cookie in both
 directions and runs RPCs through the node's ``rex`` server.  Every blocking
 step, decoding included, runs against one deadline; every read is bounded, and
-so is the memory one message may take.  Every failure is a :class:`DistError`
-whose ``reason`` is one of :data:`REASONS`.
+so is the memory one message may take.  Whatever a peer sends, the public calls
+raise nothing but :class:`DistError`, whose ``reason`` is one of :data:`REASONS`.
 
 The client presents itself under one of :data:`NAME_SLOTS` names per host
 (:func:`own_name`): a node keeps every name that ever connected as an atom,
@@ -19,10 +19,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import contextlib
 import errno
+import functools
 import hashlib
 import hmac
 import itertools
+import math
 import os
 import random
 import socket
@@ -35,7 +38,7 @@ from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 
 REASONS = ('unreachable', 'epmd_unreachable', 'not_registered', 'not_allowed',
            'cookie_rejected', 'name_type_mismatch', 'timeout', 'protocol_error',
-           'rpc_error')
+           'rpc_error', 'bad_parameter')
 
 EPMD_DEFAULT_PORT = 4369
 
@@ -85,6 +88,7 @@ NAME_PREFIX = '-xmpp_ejabberd_'
 NAME_SLOTS = 16
 # Pause between two rounds over the names when every one was in use.
 _BUSY_PAUSE = (0.02, 0.2)
+_PEER_TEXT = 80  # characters of a peer's text quoted in a message
 
 _RANDOM = random.SystemRandom()
 
@@ -118,6 +122,113 @@ def is_long_name(node):
 def cookie_digest(cookie, challenge):
     """MD5 of the cookie followed by the decimal challenge, as dist_util does."""
     return hashlib.md5(cookie.encode('latin-1') + str(challenge).encode('ascii')).digest()
+
+
+def peer_text(raw, limit=_PEER_TEXT):
+    """Bytes or text a peer sent, quoted safely and briefly for a message."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw[:limit + 1]).decode('utf-8', 'replace')
+    text = str(raw)
+    shown = repr(text[:limit])
+    return shown + '...' if len(text) > limit else shown
+
+
+# --------------------------------------------------------------------------- the boundary
+
+def _unexpected(exc, where):
+    """A DistError for an exception the client did not foresee (a bug, or a peer
+    sending something nobody thought of): never a traceback for the caller."""
+    try:
+        detail = peer_text(str(exc), 200)
+    except Exception:  # pylint: disable=broad-except
+        detail = '(no text)'
+    return DistError('protocol_error', 'unexpected %s while %s: %s; the peer sent something '
+                     'this client cannot handle (please report it)'
+                     % (type(exc).__name__, where, detail))
+
+
+@contextlib.contextmanager
+def only_dist_errors(where):
+    """A boundary for code that works on what a node sent (the modules use it
+    around their queries): any other exception leaving the block becomes a
+    DistError, so a module still answers with a reason and a message."""
+    try:
+        yield
+    except DistError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-except
+        raise _unexpected(exc, where)
+
+
+def _public(where):
+    """Decorator for the client's public calls: whatever happens inside, callers get
+    a DistError or the result (defense in depth behind the checks at each step)."""
+    def wrap(func):
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except DistError:
+                raise
+            except Exception as exc:  # pylint: disable=broad-except
+                raise _unexpected(exc, where)
+        return call
+    return wrap
+
+
+# --------------------------------------------------------------------------- parameters
+
+def _bad(message):
+    return DistError('bad_parameter', message)
+
+
+def check_timeout(timeout, option='timeout'):
+    """A number of seconds: finite, above 0, at most MAX_TIMEOUT."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise _bad('%s: %s is not a number of seconds above 0 and at most %d'
+                   % (option, peer_text(repr(timeout), 40), MAX_TIMEOUT))
+    return float(timeout)
+
+
+def _check_port(port, option):
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise _bad('%s: %s is not a TCP port (1-65535)' % (option, peer_text(repr(port), 40)))
+    return port
+
+
+def _check_host(host, option):
+    if not isinstance(host, str) or not host or '\0' in host or len(host) > 253:
+        raise _bad('%s: %s is not a host name or IP address'
+                   % (option, peer_text(repr(host), 40)))
+    return host
+
+
+def _check_node(node):
+    if not isinstance(node, str):
+        raise _bad('node: %s is not a node name (a string name@host)' % type(node).__name__)
+    try:
+        name, host = split_node(node)
+    except ValueError:
+        raise _bad('node: %s is not a node name; it must look like name@host'
+                   % peer_text(node))
+    if len(node) > 255 or '\0' in node:
+        raise _bad('node: %s is not a node name (at most 255 characters, no NUL)'
+                   % peer_text(node))
+    return name, host
+
+
+def _check_cookie(cookie):
+    """The cookie's type and characters; never quoted in the message."""
+    if not isinstance(cookie, str) or not cookie:
+        raise _bad('cookie: the cookie must be a non-empty string, not %s'
+                   % ('an empty one' if cookie == '' else type(cookie).__name__))
+    try:
+        cookie.encode('latin-1')
+    except UnicodeEncodeError:
+        raise _bad('cookie: the cookie has characters outside Latin-1, which an Erlang '
+                   'cookie cannot hold')
+    return cookie
 
 
 # --------------------------------------------------------------------------- sockets
@@ -238,13 +349,18 @@ def _send_all(sock, data, deadline, what):
 
 # --------------------------------------------------------------------------- EPMD
 
+@_public('asking EPMD for a port')
 def epmd_port_please(host, name, epmd_port=EPMD_DEFAULT_PORT, timeout=DEFAULT_TIMEOUT):
     """Ask EPMD at ``host`` for node ``name``'s port (PORT_PLEASE2).
 
     Returns a dict with ``port``, ``node_type`` ('normal' or 'hidden'),
     ``protocol``, ``highest_version``, ``lowest_version``.
     """
-    deadline = _Deadline(timeout, 'the EPMD lookup')
+    _check_host(host, 'host')
+    _check_port(epmd_port, 'epmd_port')
+    if not isinstance(name, str) or not name or len(name.encode('utf-8', 'replace')) > 255:
+        raise _bad('name: %s is not the name part of a node name' % peer_text(repr(name)))
+    deadline = _Deadline(check_timeout(timeout), 'the EPMD lookup')
     return _epmd_port_please(host, name, epmd_port, deadline)
 
 
@@ -271,15 +387,20 @@ def _epmd_port_please(host, name, epmd_port, deadline):
         except EOFError:
             raise DistError('protocol_error', 'EPMD at %s sent a truncated PORT2_RESP' % host)
         port, node_type, protocol, high, low = struct.unpack('>HBBHH', body)
+        if not port:
+            raise DistError('protocol_error', 'EPMD at %s gave port 0 for %r' % (host, name))
         return {'port': port, 'node_type': 'hidden' if node_type == 72 else 'normal',
                 'protocol': protocol, 'highest_version': high, 'lowest_version': low}
     finally:
         sock.close()
 
 
+@_public('asking EPMD for its names')
 def epmd_names(host, epmd_port=EPMD_DEFAULT_PORT, timeout=DEFAULT_TIMEOUT):
     """The names EPMD at ``host`` knows (NAMES_REQ), as ``{name: port}``."""
-    deadline = _Deadline(timeout, 'the EPMD names request')
+    _check_host(host, 'host')
+    _check_port(epmd_port, 'epmd_port')
+    deadline = _Deadline(check_timeout(timeout), 'the EPMD names request')
     return _epmd_names(host, epmd_port, deadline)
 
 
@@ -306,11 +427,24 @@ def _epmd_names(host, epmd_port, deadline):
     if len(data) < 4:
         raise DistError('protocol_error', 'EPMD at %s closed the NAMES request without an answer'
                         % host)
+    return parse_epmd_names(data[4:])
+
+
+def parse_epmd_names(raw):
+    """``{name: port}`` from the lines of a NAMES answer (``name N at port P``).
+
+    Strict ASCII: a line that is not exactly that, or a port out of range, is
+    skipped (int() would take Unicode digits, and any number of them).
+    """
     names = {}
-    for line in data[4:].decode('utf-8', 'replace').splitlines():
-        parts = line.split()
-        if len(parts) == 5 and parts[0] == 'name' and parts[4].isdigit():
-            names[parts[1]] = int(parts[4])
+    for line in raw.split(b'\n'):
+        parts = line.split(b' ')
+        if len(parts) != 5 or parts[0] != b'name' or parts[2:4] != [b'at', b'port']:
+            continue
+        port = parts[4].rstrip(b'\r')
+        if 1 <= len(port) <= 5 and all(0x30 <= c <= 0x39 for c in port) \
+                and 1 <= int(port) <= 65535:
+            names[parts[1].decode('utf-8', 'replace')] = int(port)
     return names
 
 
@@ -319,7 +453,10 @@ def _names_hint(host, epmd_port, deadline):
         names = sorted(_epmd_names(host, epmd_port, deadline))
     except DistError:
         return ''
-    return ' (registered there: %s)' % (', '.join(names) if names else 'none')
+    shown = ', '.join(peer_text(n, 40) for n in names[:20])
+    if len(names) > 20:
+        shown += ' and %d more' % (len(names) - 20)
+    return ' (registered there: %s)' % (shown or 'none')
 
 
 # --------------------------------------------------------------------------- own names
@@ -374,13 +511,6 @@ class _NameBusy(Exception):
     def __init__(self, error=None):
         super(_NameBusy, self).__init__('name busy')
         self.error = error
-
-
-_STATUS_ERRORS = {
-    'not_allowed': ('not_allowed', 'node %s answered not_allowed: it refuses this client '
-                    '(net_kernel allow list, or a distribution flag it requires that we do not '
-                    'offer; see the node log)'),
-}
 
 
 class _Handshake(object):
@@ -439,8 +569,8 @@ class _Handshake(object):
     def recv_status(self):
         message = self._recv()
         if message[:1] != b's':
-            raise DistError('protocol_error', '%s did not answer like an Erlang node (got %r); '
-                            'is this the distribution port?' % (self.node, message[:16]))
+            raise DistError('protocol_error', '%s did not answer like an Erlang node (got %s); '
+                            'is this the distribution port?' % (self.node, peer_text(message[:16])))
         status = message[1:]
         if status in (b'ok', b'ok_simultaneous'):
             return
@@ -451,10 +581,12 @@ class _Handshake(object):
             raise _NameBusy()
         if status == b'nok':  # another handshake under this name is under way
             raise _NameBusy()
-        reason, text = _STATUS_ERRORS.get(
-            status.decode('latin-1'),
-            ('protocol_error', 'node %%s answered the unknown status %r' % status[:40]))
-        raise DistError(reason, text % self.node)
+        if status == b'not_allowed':
+            raise DistError('not_allowed', 'node %s answered not_allowed: it refuses this client '
+                            '(net_kernel allow list, or a distribution flag it requires that we '
+                            'do not offer; see the node log)' % self.node)
+        raise DistError('protocol_error', 'node %s answered the status %s, which this client '
+                        'does not know or ask for' % (self.node, peer_text(status)))
 
     def recv_challenge(self):
         message = self._recv()
@@ -490,9 +622,9 @@ def _wrong_peer(node, peer_name):
         kind = 'long (-name)' if is_long_name(peer_name) else 'short (-sname)'
         return DistError('name_type_mismatch', 'asked for %s, but the node there is %s and uses '
                          '%s names: a cluster cannot mix long and short names; use the node\'s '
-                         'real name' % (node, peer_name, kind))
+                         'real name' % (node, peer_text(peer_name), kind))
     return DistError('not_registered', 'asked for %s, but the node answering there is %s: fix '
-                     'the node name, address or port' % (node, peer_name))
+                     'the node name, address or port' % (node, peer_text(peer_name)))
 
 
 def _shake_hands(address, port, node, cookie, deadline):
@@ -579,7 +711,7 @@ class Connection(object):
                 self.sock = None
 
     def _deadline(self, timeout, what):
-        return _Deadline(self.timeout if timeout is None else timeout, what)
+        return _Deadline(self.timeout if timeout is None else check_timeout(timeout), what)
 
     def _new_ref(self):
         self._ref_counter = (self._ref_counter + 1) & 0xFFFFFFFF
@@ -612,16 +744,22 @@ class Connection(object):
                 raise DistError('unreachable', 'node %s closed the connection (it stopped, or '
                                 'dropped us)' % self.node)
 
+    @_public('sending a message')
     def send_reg(self, name, message, timeout=None):
         """Send ``message`` to the process registered as ``name`` on the node."""
         self._send_reg(name, message, self._deadline(timeout, 'sending to %s on %s'
                                                      % (name, self.node)))
 
     def _send_reg(self, name, message, deadline):
-        self._send_packet(bytes([PASS_THROUGH]) + etf.term_to_binary((REG_SEND, self.pid, Atom(''),
-                                                                      Atom(name)))
-                          + etf.term_to_binary(message), deadline)
+        try:
+            payload = (bytes([PASS_THROUGH]) + etf.term_to_binary((REG_SEND, self.pid, Atom(''),
+                                                                   Atom(name)))
+                       + etf.term_to_binary(message))
+        except etf.TermError as exc:
+            raise _bad('cannot send that to %s: %s' % (self.node, exc))
+        self._send_packet(payload, deadline)
 
+    @_public('waiting for a message')
     def receive(self, timeout=None, match=None):
         """The next message sent to our pid for which ``match(msg)`` is true.
 
@@ -671,6 +809,7 @@ class Connection(object):
             self.close()
             raise DistError('protocol_error', '%s sent a malformed term: %s' % (self.node, exc))
 
+    @_public('running an RPC')
     def rpc(self, module, function, args=(), timeout=None):
         """``rpc:call(Node, module, function, args)`` through ``rex``, within
         ``timeout`` (default: the connection's) for sending and answer together.
@@ -678,6 +817,9 @@ class Connection(object):
         Returns the result; a remote exception or a ``badrpc`` raises
         :class:`DistError` with reason ``rpc_error``.
         """
+        if not isinstance(module, str) or not isinstance(function, str) \
+                or not isinstance(args, (list, tuple)):
+            raise _bad('rpc: module and function must be strings and args a list')
         what = '%s:%s/%d' % (module, function, len(args))
         reply = self._rpc(module, function, args,
                           self._deadline(timeout, 'the call %s on %s' % (what, self.node)))
@@ -698,19 +840,26 @@ class Connection(object):
 _NOT_OURS = object()
 
 
+@_public('connecting')
 def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_PORT,
             timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET):
     """Connect and shake hands with ``node``; returns a :class:`Connection`.
 
     ``address`` is the TCP address to use (default: the node's host part);
     ``dist_port`` skips EPMD (ERL_DIST_PORT mode).  ``timeout`` bounds the whole
-    connect, and is the connection's default for later calls.
+    connect, and is the connection's default for later calls.  Bad arguments
+    raise DistError ``bad_parameter`` (the cookie is never quoted).
     """
-    try:
-        name, host = split_node(node)
-    except ValueError as exc:
-        raise DistError('protocol_error', str(exc))
-    address = address or host
+    name, host = _check_node(node)
+    _check_cookie(cookie)
+    timeout = check_timeout(timeout)
+    address = _check_host(address, 'address') if address else host
+    _check_port(epmd_port, 'epmd_port')
+    if dist_port is not None:
+        _check_port(dist_port, 'dist_port')
+    if isinstance(max_packet, bool) or not isinstance(max_packet, int) or max_packet < 1:
+        raise _bad('max_packet: %s is not a number of bytes' % peer_text(repr(max_packet), 40))
+
     deadline = _Deadline(timeout, 'connecting to %s' % node)
     via_epmd = dist_port is None
     if via_epmd:
