@@ -810,22 +810,32 @@ class Connection(object):
             raise DistError('protocol_error', '%s sent a malformed term: %s' % (self.node, exc))
 
     @_public('running an RPC')
-    def rpc(self, module, function, args=(), timeout=None):
+    def rpc(self, module, function, args=(), timeout=None, secret=False):
         """``rpc:call(Node, module, function, args)`` through ``rex``, within
         ``timeout`` (default: the connection's) for sending and answer together.
 
         Returns the result; a remote exception or a ``badrpc`` raises
-        :class:`DistError` with reason ``rpc_error``.
+        :class:`DistError` with reason ``rpc_error``.  ``secret=True``: the
+        arguments carry a secret, so no error message renders anything the
+        node sent back (it may echo them).
         """
         if not isinstance(module, str) or not isinstance(function, str) \
                 or not isinstance(args, (list, tuple)):
             raise _bad('rpc: module and function must be strings and args a list')
         what = '%s:%s/%d' % (module, function, len(args))
-        reply = self._rpc(module, function, args,
-                          self._deadline(timeout, 'the call %s on %s' % (what, self.node)))
+        try:
+            reply = self._rpc(module, function, args,
+                              self._deadline(timeout, 'the call %s on %s' % (what, self.node)))
+        except Exception as exc:  # pylint: disable=broad-except
+            if not secret:
+                raise
+            reason = exc.reason if isinstance(exc, DistError) else 'protocol_error'
+            raise DistError(reason, '%s on %s failed (%s); the details are not shown, as the '
+                            'call carries a secret' % (what, self.node, reason))
         if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == Atom('badrpc'):
-            raise DistError('rpc_error', '%s failed on %s: %s'
-                            % (what, self.node, etf.format_term(reply[1])))
+            detail = ('the answer is not shown, as the call carries a secret' if secret
+                      else etf.format_term(reply[1]))
+            raise DistError('rpc_error', '%s failed on %s: %s' % (what, self.node, detail))
         return reply
 
     def _rpc(self, module, function, args, deadline):

@@ -96,9 +96,11 @@ def main():
                 module.exit_json(**result)
             with erldist.connect(**target) as conn:
                 peers = ejabberd.visible_nodes(conn)
+                # secret=True: a node may echo the arguments (the new cookie) in an
+                # error; such an answer is never rendered into a message.
                 for peer in peers:
-                    conn.rpc('erlang', 'set_cookie', [Atom(peer), Atom(new_cookie)])
-                conn.rpc('erlang', 'set_cookie', [Atom(new_cookie)])
+                    conn.rpc('erlang', 'set_cookie', [Atom(peer), Atom(new_cookie)], secret=True)
+                conn.rpc('erlang', 'set_cookie', [Atom(new_cookie)], secret=True)
             result['peers'] = peers
             if not accepts(target, new_cookie):
                 module.fail_json(msg='node %s was switched but still refuses the new cookie; '
@@ -106,7 +108,8 @@ def main():
     except erldist.DistError as exc:
         hint = (' The current cookie (cookie, cookie_file or cookie_user) must be the one the node '
                 'runs with.' if exc.reason == 'cookie_rejected' else '')
-        module.fail_json(msg='cannot switch the cookie of %s: %s.%s' % (target['node'], exc, hint),
+        msg = 'cannot switch the cookie of %s: %s.%s' % (target['node'], exc, hint)
+        module.fail_json(msg=connection.without_secrets(msg, (new_cookie, target['cookie'])),
                          reason=exc.reason, **result)
     module.exit_json(**result)
 
