@@ -116,8 +116,10 @@ elapsed_s:
   returned: when changed and not in check mode
   type: float
 reason:
-  description: The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)).
-  returned: on failure to reach a node
+  description:
+    - The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)),
+      or V(rpc_error) when ejabberd refused the join or leave request.
+  returned: on failure to reach a node, or a refused request
   type: str
 '''
 
@@ -211,7 +213,8 @@ def join(member, force):
     started = time.monotonic()
     ok, message = member.call('node', 'join_cluster', seed)
     if not ok:
-        member.fail('ejabberd on %s refused to join the cluster of %s: %s' % (node, seed, message))
+        member.fail('ejabberd on %s refused to join the cluster of %s: %s' % (node, seed, message),
+                    reason='rpc_error')
     member.result['message'] = message
 
     def joined():
@@ -244,7 +247,7 @@ def leave(member):
     ok, message = member.call('cluster_node', 'leave_cluster', node)
     if not ok:
         member.fail('ejabberd on %s refused to remove %s from the cluster: %s'
-                    % (seed, node, message))
+                    % (seed, node, message), reason='rpc_error')
     member.result['message'] = message
 
     def left():
