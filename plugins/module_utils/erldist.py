@@ -24,7 +24,6 @@ import errno
 import functools
 import hashlib
 import hmac
-import itertools
 import math
 import os
 import random
@@ -32,6 +31,7 @@ import socket
 import struct
 import threading
 import time
+import weakref
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import etf
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
@@ -464,24 +464,49 @@ def _names_hint(host, epmd_port, deadline):
 
 # --------------------------------------------------------------------------- own names
 
-# Where this process starts its next round over the names: random, so that other
-# processes start elsewhere, then one further for each connection, so that a name
-# it has just closed (the node may not have noticed yet) is not the first it tries.
-_next_slot = itertools.count(_RANDOM.randrange(NAME_SLOTS))
+class _Slots(object):
+    """The names of this process: where the next round over them starts, and
+    which it holds.
+
+    A round starts one slot further each time (from a random first slot, so that
+    other processes start elsewhere; never first with the name just closed, which
+    the node may still see alive for a moment) and skips the slots this process
+    holds on that node (open connections, handshakes under way): its threads
+    never collide.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.held = set()
+        self.next = _RANDOM.randrange(NAME_SLOTS)
+
+    def round(self):
+        with self.lock:
+            first, self.next = self.next, (self.next + 1) % NAME_SLOTS
+        return [(first + i) % NAME_SLOTS for i in range(NAME_SLOTS)]
+
+    def claim(self, node, slot):
+        with self.lock:
+            if (node, slot) in self.held:
+                return False
+            self.held.add((node, slot))
+            return True
+
+    def release(self, node, slot):
+        with self.lock:
+            self.held.discard((node, slot))
 
 
-def _new_slot_order():
-    global _next_slot  # pylint: disable=global-statement
-    _next_slot = itertools.count(_RANDOM.randrange(NAME_SLOTS))
+_SLOTS = _Slots()
+
+
+def _new_slots():
+    global _SLOTS  # pylint: disable=global-statement
+    _SLOTS = _Slots()
 
 
 if hasattr(os, 'register_at_fork'):
-    os.register_at_fork(after_in_child=_new_slot_order)  # forks must not share the order
-
-
-def _slot_order():
-    first = next(_next_slot) % NAME_SLOTS
-    return [(first + i) % NAME_SLOTS for i in range(NAME_SLOTS)]
+    os.register_at_fork(after_in_child=_new_slots)  # a fork starts elsewhere, holding none
 
 
 def own_name(target_node, slot, local_address=None):
@@ -509,7 +534,7 @@ def own_name(target_node, slot, local_address=None):
 class _NameBusy(Exception):
     """The node has a connection or a handshake under the name we offered (it said
     alive or nok), or may have (it closed before any status): then ``error`` is
-    what to raise if that happens again under another name."""
+    what to raise if the peer turns out to close whatever the name."""
 
     def __init__(self, error=None):
         super(_NameBusy, self).__init__('name busy')
@@ -633,26 +658,40 @@ def _wrong_peer(node, peer_name):
 def _shake_hands(address, port, node, cookie, deadline):
     """A handshake under the first free name; rounds over all of them, with a short
     pause in between, while time is left (a busy name is usually freed within
-    milliseconds: our connections are short)."""
-    closed_before_status = False
+    milliseconds: our connections are short).  Returns the socket, the finished
+    handshake and the function that frees its name in this process."""
+    answered = False   # the node has answered a status (so it is a node)
+    silent_closes = 0  # closes before any status while it had not
     rounds = 0
     while True:
         try:
-            for slot in _slot_order():
-                sock = _connect(address, port, deadline, 'unreachable', 'node %s' % node)
+            slots = _SLOTS
+            for slot in slots.round():
+                if not slots.claim(node, slot):
+                    continue  # ours already: a connection or a handshake of this process
+                try:
+                    sock = _connect(address, port, deadline, 'unreachable', 'node %s' % node)
+                except BaseException:
+                    slots.release(node, slot)
+                    raise
                 try:
                     own_node = own_name(node, slot, sock.getsockname()[0])
-                    return sock, _Handshake(sock, node, cookie, own_node, deadline).run()
+                    shake = _Handshake(sock, node, cookie, own_node, deadline).run()
+                    return sock, shake, functools.partial(slots.release, node, slot)
                 except _NameBusy as busy:
+                    slots.release(node, slot)
                     sock.close()
-                    # A node closes before the status when a third handshake under a
-                    # name comes while it asks a second one 'alive'.  Twice is no
-                    # longer chance: not a node's port, or a node that refuses us.
-                    if busy.error is not None:
-                        if closed_before_status:
+                    # A node closes before the status when a handshake comes under a
+                    # name while it asks another one 'alive' about it: busy, too.
+                    # Something that only ever closes is no node (or refuses us).
+                    if busy.error is None:
+                        answered = True
+                    elif not answered:
+                        silent_closes += 1
+                        if silent_closes >= 3:
                             raise busy.error
-                        closed_before_status = True
                 except BaseException:
+                    slots.release(node, slot)
                     sock.close()
                     raise
         except DistError as exc:
@@ -683,9 +722,12 @@ class Connection(object):
     """
 
     def __init__(self, sock, node, own_node, creation, peer_flags, address, port, via_epmd,
-                 timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET):
+                 timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET, release=None):
         # pylint: disable=too-many-arguments,too-many-positional-arguments
         self.sock = sock
+        # frees our name for this process's next connections: on close(), or when
+        # the object is collected unclosed
+        self._release = weakref.finalize(self, release or (lambda: None))
         self.node = node
         self.own_node = own_node
         self.creation = creation
@@ -712,6 +754,7 @@ class Connection(object):
                 pass
             finally:
                 self.sock = None
+                self._release()
 
     def _deadline(self, timeout, what):
         return _Deadline(self.timeout if timeout is None else check_timeout(timeout), what)
@@ -878,7 +921,7 @@ def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_P
     if via_epmd:
         lookup = _Deadline(deadline.left(), 'the EPMD lookup for %s' % node)
         dist_port = _epmd_port_please(address, name, epmd_port, lookup)['port']
-    sock, shake = _shake_hands(address, dist_port, node, cookie, deadline)
+    sock, shake, release = _shake_hands(address, dist_port, node, cookie, deadline)
     return Connection(sock, node, shake.own_node, shake.creation, shake.peer_flags,
                       address=address, port=dist_port, via_epmd=via_epmd, timeout=timeout,
-                      max_packet=max_packet)
+                      max_packet=max_packet, release=release)
