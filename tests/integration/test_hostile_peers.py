@@ -239,23 +239,37 @@ def test_nok_moves_to_the_next_name():
     assert peer.accepted == 2 and peer.info['replies'] == []
 
 
-def test_a_close_before_the_status_is_retried_once_under_another_name():
+def test_a_close_before_the_status_is_taken_for_a_busy_name():
+    """What a node does to a handshake under a name while it asks another one
+    'alive' about it: the client tries the next name."""
     seen = []
 
     def status(name):
         seen.append(name)
-        return None if len(seen) == 1 else 'ok'  # None: close without a status
+        return None if len(seen) <= 2 else 'ok'  # None: close without a status
 
     with fake_node(hostile('integer_for_a_list'), status=status) as peer:
         with erldist.connect(NODE, COOKIE, dist_port=peer.port) as conn:
-            assert conn.own_node == seen[1] != seen[0]
+            assert conn.own_node == seen[2] and len(set(seen)) == 3
 
 
-def test_two_closes_before_the_status_are_a_protocol_error():
+def test_a_peer_that_only_ever_closes_is_a_protocol_error():
     with fake_node(hostile('integer_for_a_list'), status=lambda name: None) as peer:
         _result, exc, _elapsed = call(lambda: erldist.connect(NODE, COOKIE, dist_port=peer.port))
     assert_dist_error(exc, ['protocol_error'])
-    assert 'handshake' in str(exc) and peer.accepted == 2
+    assert 'handshake' in str(exc) and peer.accepted == 3
+
+
+def test_closes_after_a_busy_status_are_busy_names_too():
+    seen = []
+
+    def status(name):
+        seen.append(name)
+        return 'alive' if len(seen) == 1 else None if len(seen) <= 6 else 'ok'
+
+    with fake_node(hostile('integer_for_a_list'), status=status) as peer:
+        with erldist.connect(NODE, COOKIE, dist_port=peer.port) as conn:
+            assert conn.own_node == seen[6]
 
 
 @pytest.mark.parametrize('status', ['alive', 'nok'])
@@ -268,6 +282,36 @@ def test_every_name_busy_ends_within_the_timeout_and_says_so(status):
     assert elapsed <= 1.0 + SLACK
     assert set(peer.info['client_names']) == SLOT_NAMES  # it did try them all
     assert peer.accepted > erldist.NAME_SLOTS  # more than one round
+
+
+def test_a_process_never_offers_a_name_it_holds_on_that_node():
+    """Names this process holds (open connections) are skipped, not offered; when
+    it holds them all, a new connect waits for one, then says every name is busy."""
+    other_node = fp.Peer('y@127.0.0.1', COOKIE, after=fp.rpc_server(hostile('integer_for_a_list')))
+    with fake_node(hostile('integer_for_a_list')) as peer, fp.FakeServer(other_node) as other:
+        held = [erldist.connect(NODE, COOKIE, dist_port=peer.port)
+                for _ in range(erldist.NAME_SLOTS)]
+        assert {c.own_node for c in held} == SLOT_NAMES
+        offered = len(peer.info['client_names'])
+        assert offered == erldist.NAME_SLOTS  # no name was offered twice
+        # another node: the same names are free there
+        erldist.connect('y@127.0.0.1', COOKIE, dist_port=other.port).close()
+        _result, exc, elapsed = call(lambda: erldist.connect(NODE, COOKIE, dist_port=peer.port,
+                                                             timeout=0.5))
+        assert_dist_error(exc, ['protocol_error'])
+        assert 'every one of our' in str(exc) and elapsed <= 0.5 + SLACK
+        assert len(peer.info['client_names']) == offered  # none tried: all ours
+        freed = held.pop()
+        freed.close()
+        with erldist.connect(NODE, COOKIE, dist_port=peer.port) as conn:
+            assert conn.own_node == freed.own_node
+        lost = held.pop()
+        name = lost.own_node
+        del lost  # never closed: its name comes back when the object goes
+        with erldist.connect(NODE, COOKIE, dist_port=peer.port) as conn:
+            assert conn.own_node == name
+        for conn in held:
+            conn.close()
 
 
 def test_own_names_are_of_the_target_kind_and_this_host(monkeypatch):
