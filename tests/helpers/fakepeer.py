@@ -195,10 +195,18 @@ class Link(object):
             self.recv_exact(1)
 
     def send(self, data):
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            raise PeerClosed('client connection failed while sending')
+        """All of ``data``, however slowly the client reads (sendall's timeout would
+        count for the whole of it), until the server stops."""
+        view = memoryview(data)
+        while view:
+            if self.server.stopping:
+                raise PeerClosed('server stopping')
+            try:
+                view = view[self.sock.send(view):]
+            except socket.timeout:
+                continue
+            except OSError:
+                raise PeerClosed('client connection failed while sending')
 
     # -- handshake framing (2-byte length)
     def recv_hs(self):

@@ -37,6 +37,7 @@ import pytest
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist, etf
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 from ansible_collections.xmpp.ejabberd.tests.helpers import fakepeer as fp
+from ansible_collections.xmpp.ejabberd.tests.helpers import probe
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import COLLECTIONS_ROOT, write_private
 
 NODE = 'x@127.0.0.1'
@@ -47,34 +48,6 @@ MB = 1024 * 1024
 MODULES = ('erlang_node_info', 'ejabberd_cluster_info', 'ejabberd_cluster_member',
            'erlang_cookie_set')
 MODULE_REASONS = set(erldist.REASONS)
-
-# A client in a process of its own: connect, one benign rpc (so that every code
-# path is loaded and the baseline includes it), then the rpc under test; prints
-# what happened, the time the call took and the peak RSS before and after it.
-CLIENT = r'''
-import json, resource, sys, time
-sys.path.insert(0, sys.argv[1])
-from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
-port, timeout, secret = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == 'secret'
-conn = erldist.connect('x@127.0.0.1', sys.stdin.readline().strip(), dist_port=port, timeout=5)
-conn.rpc('erlang', 'node', [])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-start = time.monotonic()
-out = {}
-try:
-    kwargs = {'secret': True} if secret else {}
-    result = conn.rpc('erlang', 'nodes', [], timeout, **kwargs)
-    out['result'] = type(result).__name__
-except erldist.DistError as exc:
-    out.update(reason=exc.reason, msg=str(exc))
-except BaseException as exc:
-    out.update(escaped=type(exc).__name__, msg=str(exc)[:300])
-out['elapsed'] = time.monotonic() - start
-out['rss_before_kb'] = before
-out['rss_after_kb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps(out))
-'''
-
 
 def fake_node(answer, **peer):
     """A fake node x@127.0.0.1 that shakes hands with COOKIE and answers RPCs."""
@@ -96,20 +69,10 @@ def hostile(name, benign=None):
     return fp.answer_with(replies)
 
 
-# The client process is started from this small one, not from pytest: Linux keeps
-# ru_maxrss across exec, and a child made by (v)fork of a big process starts with
-# its parent's peak (pytest's hundreds of MB), hiding the client's own.
-LAUNCHER = 'import subprocess, sys; sys.exit(subprocess.call([sys.executable] + sys.argv[1:]))'
-
-
-def run_client(port, timeout, secret=False):
-    """CLIENT in a new process against ``port``; its JSON report."""
-    proc = subprocess.run([sys.executable, '-c', LAUNCHER, '-c', CLIENT, COLLECTIONS_ROOT,
-                           str(port), str(timeout), 'secret' if secret else '-'],
-                          input=COOKIE + '\n', capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def run_client(port, timeout):
+    """erlang:nodes/0 from a client process of its own against the fake node on
+    ``port``: outcome, time and peak RSS (tests/helpers/probe.py)."""
+    return probe.run_client(NODE, port, COOKIE, timeout)
 
 
 def run_module(name, args, check_mode=False, hide=()):
@@ -479,8 +442,7 @@ def test_one_message_costs_at_most_64_mb_and_the_call_its_timeout(name, baseline
     with fake_node(hostile(name)) as peer:
         report = run_client(peer.port, timeout)
     assert 'escaped' not in report, report
-    growth = (report['rss_after_kb'] - report['rss_before_kb']) / 1024
-    assert growth <= 64, '%s: peak RSS grew by %.0f MB' % (name, growth)
+    assert report['growth_mb'] <= 64, '%s: peak RSS grew by %.0f MB' % (name, report['growth_mb'])
     assert report['elapsed'] <= timeout + SLACK, report
 
 
@@ -496,7 +458,7 @@ def test_replies_that_are_not_awaited_are_not_kept(baseline):
     with fake_node(fp.answer_with({('erlang', 'node'): fp.encoded(Atom(NODE)),
                                    ('erlang', 'nodes'): one})) as peer:
         single = run_client(peer.port, 2)
-    grew = [(r['rss_after_kb'] - r['rss_before_kb']) / 1024 for r in (single, stream)]
+    grew = [r['growth_mb'] for r in (single, stream)]
     assert stream['reason'] == single['reason'] == 'timeout'
     assert grew[0] > 5, 'the single reply did not cost anything: %s' % grew
     assert grew[1] <= grew[0] * 1.25 + 4, 'one reply: %.0f MB, eight: %.0f MB' % tuple(grew)
