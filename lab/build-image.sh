@@ -17,7 +17,16 @@ DOCKER=/usr/bin/docker
 IMAGE=${XMPP_EJABBERD_IMAGE_REPO:-xmpp-ejabberd-lab}:$SUITE
 # Everything the lab and the collection's tests need inside a node: the containers
 # sit on an internal network and cannot download anything later.
-PACKAGES=${XMPP_EJABBERD_LAB_PACKAGES:-python3,python3-apt,ejabberd,nftables,iptables,ufw,dbus,firewalld,libpam-systemd,iproute2,procps,tini,ca-certificates,iputils-ping,netcat-openbsd,sudo,passwd,hostname,less}
+# systemd-sysv, openssh-server and sudo make a container behave like a VM (systemd as
+# PID 1, Ansible over SSH as an unprivileged user with sudo); apt-utils indexes the
+# image's local package repository.
+PACKAGES=${XMPP_EJABBERD_LAB_PACKAGES:-python3,python3-apt,ejabberd,nftables,iptables,ufw,dbus,firewalld,libpam-systemd,systemd-sysv,openssh-server,apt-utils,iproute2,procps,tini,ca-certificates,iputils-ping,netcat-openbsd,sudo,passwd,hostname,less}
+# Bumped whenever the steps after debootstrap change: an image made by older steps is rebuilt.
+RECIPE=2
+BUILT_FROM="$RECIPE:$PACKAGES"
+# The image's own package source (no container reaches a mirror): ejabberd and all it
+# depends on, so that a host without ejabberd can install it with apt.
+REPO=/srv/xmpp-ejabberd-lab/apt
 
 log() { echo "build-image.sh: $*" >&2; }
 
@@ -31,7 +40,7 @@ flock 9
 
 # The image records its package list: an image built from an older list is rebuilt.
 BUILT_WITH=$("$DOCKER" image inspect --format '{{ index .Config.Labels "xmpp-ejabberd.packages" }}' "$IMAGE" 2>/dev/null || true)
-if [ "$BUILT_WITH" = "$PACKAGES" ]; then
+if [ "$BUILT_WITH" = "$BUILT_FROM" ]; then
     log "image $IMAGE already exists, nothing to do"
     exit 0
 fi
@@ -90,7 +99,36 @@ for p in /proc/[0-9]*; do
     fi
 done
 
+# The local package source: the .debs debootstrap fetched for ejabberd's dependency
+# closure, indexed, and the only apt source of the image.
+chroot "$DIR" apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+    --no-breaks --no-replaces --no-enhances ejabberd | grep -E '^[a-z0-9]' | sort -u >"$DIR.closure"
+mkdir -p "$DIR$REPO"
+while IFS= read -r pkg; do
+    for deb in "$DIR"/var/cache/apt/archives/"${pkg}"_*.deb; do
+        [ -e "$deb" ] && cp "$deb" "$DIR$REPO/"
+    done
+done <"$DIR.closure"
+rm -f "$DIR.closure"
+[ -n "$(ls "$DIR$REPO"/ejabberd_*.deb 2>/dev/null)" ] || { log "ejabberd's .deb is missing from $DIR/var/cache/apt/archives"; exit 1; }
+chroot "$DIR" sh -c "cd $REPO && apt-ftparchive packages . >Packages"
+rm -f "$DIR/etc/apt/sources.list" "$DIR"/etc/apt/sources.list.d/*
+echo "deb [trusted=yes] file:$REPO ./" >"$DIR/etc/apt/sources.list.d/xmpp-ejabberd-lab.list"
 chroot "$DIR" apt-get clean
+rm -rf "$DIR"/var/lib/apt/lists/*
+chroot "$DIR" apt-get -qq update
+
+# VM-like: an unprivileged admin with passwordless sudo (the harness installs its SSH
+# key), sshd with host keys made at first boot (not shared by every container), and the
+# firewall daemons installed but off, as on a fresh server (a test turns one on).
+chroot "$DIR" useradd --create-home --shell /bin/bash admin
+printf 'admin ALL=(ALL) NOPASSWD:ALL\n' >"$DIR/etc/sudoers.d/xmpp-ejabberd-lab-admin"
+chmod 0440 "$DIR/etc/sudoers.d/xmpp-ejabberd-lab-admin"
+rm -f "$DIR"/etc/ssh/ssh_host_*
+mkdir -p "$DIR/etc/systemd/system/ssh.service.d"
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+    >"$DIR/etc/systemd/system/ssh.service.d/xmpp-ejabberd-lab-host-keys.conf"
+chroot "$DIR" systemctl disable firewalld.service >/dev/null 2>&1 || true
 rm -f "$DIR/usr/sbin/policy-rc.d"
 : >"$DIR/etc/resolv.conf"         # docker provides its own
 : >"$DIR/etc/machine-id"
@@ -103,7 +141,7 @@ rm -rf "$DIR"/var/log/*.log "$DIR/var/log/ejabberd"/* "$DIR"/var/cache/debconf/*
 tar --numeric-owner -C "$DIR" -c . | "$DOCKER" import \
     --change 'CMD ["/usr/bin/tini", "--", "sleep", "infinity"]' \
     --change 'ENV LANG=C.UTF-8' \
-    --change "LABEL xmpp-ejabberd.packages=$PACKAGES" \
+    --change "LABEL xmpp-ejabberd.packages=$BUILT_FROM" \
     --message "debootstrap $SUITE from $MIRROR" - "$IMAGE" >/dev/null
 
 END=$(date +%s)

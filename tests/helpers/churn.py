@@ -45,7 +45,7 @@ def one_connection(connect):
 
 
 def sequential(connect, count):
-    return [one_connection(connect) for _ in range(count)]
+    return [one_connection(connect) for dummy in range(count)]
 
 
 def threads(connect, count, parallel):
@@ -79,7 +79,7 @@ def processes(connect_args, cookie, count, parallel):
                                json.dumps(connect_args), str(count // parallel)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-             for _ in range(parallel)]
+             for dummy in range(parallel)]
     results = []
     for proc in procs:
         out, err = proc.communicate(cookie + '\n', timeout=600)

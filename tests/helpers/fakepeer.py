@@ -574,8 +574,8 @@ def _to_other_pid(body):
 
 
 def _deep_control(request):
-    return pass_through(bytes([VERSION]) + nested_lists(330), reply_message(request['ref'],
-                                                                           b'j'))
+    """A SEND whose control term is a list nested 330 deep (it has no operation code)."""
+    return pass_through(bytes([VERSION]) + nested_lists(330), reply_message(request['ref'], b'j'))
 
 
 def _small_tuples(count):

@@ -71,7 +71,7 @@ def test_a_connection_is_not_disturbed_by_a_handshake_under_its_name(fixed_port_
     Free one name and it gets in."""
     node = fixed_port_node
     args = connect_args(node)
-    held = [erldist.connect(cookie=node.cookie, **args) for _ in range(erldist.NAME_SLOTS)]
+    held = [erldist.connect(cookie=node.cookie, **args) for dummy in range(erldist.NAME_SLOTS)]
     try:
         assert len({c.own_node for c in held}) == erldist.NAME_SLOTS
         other = other_process_connects(dict(args, timeout=1.0), node.cookie)
@@ -130,7 +130,7 @@ def test_reusing_a_name_right_after_closing_it(fixed_port_node):
     node = fixed_port_node
     args = connect_args(node)
     seen = {}
-    for _ in range(50):
+    for dummy in range(50):
         conn = erldist.connect(cookie=node.cookie, **args)
         name = conn.own_node
         conn.close()
@@ -141,7 +141,7 @@ def test_reusing_a_name_right_after_closing_it(fixed_port_node):
     assert set(seen) <= {'sok', 'salive'}
     names = []
     started = time.monotonic()
-    for _ in range(2 * erldist.NAME_SLOTS):
+    for dummy in range(2 * erldist.NAME_SLOTS):
         with erldist.connect(cookie=node.cookie, **args) as conn:
             names.append(conn.own_node)
     assert all(a != b for a, b in zip(names, names[1:]))

@@ -47,7 +47,8 @@ SLACK = 0.25
 MB = 1024 * 1024
 MODULES = ('erlang_node_info', 'ejabberd_cluster_info', 'ejabberd_cluster_member',
            'erlang_cookie_set')
-MODULE_REASONS = set(erldist.REASONS)
+MODULE_REASONS = frozenset(erldist.REASONS)
+
 
 def fake_node(answer, **peer):
     """A fake node x@127.0.0.1 that shakes hands with COOKIE and answers RPCs."""
@@ -157,7 +158,7 @@ def slot_of(name):
 
 def test_every_name_the_client_presents_is_one_of_the_slots():
     with fake_node(hostile('integer_for_a_list')) as peer:
-        for _ in range(3 * erldist.NAME_SLOTS):
+        for dummy in range(3 * erldist.NAME_SLOTS):
             erldist.connect(NODE, COOKIE, dist_port=peer.port).close()
     names = peer.info['client_names']
     assert len(names) == 3 * erldist.NAME_SLOTS
@@ -176,7 +177,7 @@ def test_a_busy_name_is_answered_false_and_the_next_one_tried():
         return statuses[name]
 
     with fake_node(hostile('integer_for_a_list'), status=status) as peer:
-        conns = [erldist.connect(NODE, COOKIE, dist_port=peer.port) for _ in range(8)]
+        conns = [erldist.connect(NODE, COOKIE, dist_port=peer.port) for dummy in range(8)]
         for conn in conns:
             assert conn.own_node not in busy
             conn.close()
@@ -253,7 +254,7 @@ def test_a_process_never_offers_a_name_it_holds_on_that_node():
     other_node = fp.Peer('y@127.0.0.1', COOKIE, after=fp.rpc_server(hostile('integer_for_a_list')))
     with fake_node(hostile('integer_for_a_list')) as peer, fp.FakeServer(other_node) as other:
         held = [erldist.connect(NODE, COOKIE, dist_port=peer.port)
-                for _ in range(erldist.NAME_SLOTS)]
+                for dummy in range(erldist.NAME_SLOTS)]
         assert {c.own_node for c in held} == SLOT_NAMES
         offered = len(peer.info['client_names'])
         assert offered == erldist.NAME_SLOTS  # no name was offered twice

@@ -612,7 +612,7 @@ def test_a_second_handshake_under_our_name_is_refused_not_the_first(lab):
 
 
 def test_holding_every_name_another_process_disturbs_none(lab):
-    held = [lab.connect('m1') for _ in range(erldist.NAME_SLOTS)]
+    held = [lab.connect('m1') for dummy in range(erldist.NAME_SLOTS)]
     try:
         args = dict(node=lab.nodes['m1']['name'], address=lab.ip, dist_port=FIXED_PORT,
                     timeout=1.0)
