@@ -184,25 +184,29 @@ def _bad(message):
     return DistError('bad_parameter', message)
 
 
+def _shown(value):
+    """A caller's argument in a message: briefly, whatever it is."""
+    return etf.format_term(value, 40)
+
+
 def check_timeout(timeout, option='timeout'):
     """A number of seconds: finite, above 0, at most MAX_TIMEOUT."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
             or not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
         raise _bad('%s: %s is not a number of seconds above 0 and at most %d'
-                   % (option, peer_text(repr(timeout), 40), MAX_TIMEOUT))
+                   % (option, _shown(timeout), MAX_TIMEOUT))
     return float(timeout)
 
 
 def _check_port(port, option):
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise _bad('%s: %s is not a TCP port (1-65535)' % (option, peer_text(repr(port), 40)))
+        raise _bad('%s: %s is not a TCP port (1-65535)' % (option, _shown(port)))
     return port
 
 
 def _check_host(host, option):
     if not isinstance(host, str) or not host or '\0' in host or len(host) > 253:
-        raise _bad('%s: %s is not a host name or IP address'
-                   % (option, peer_text(repr(host), 40)))
+        raise _bad('%s: %s is not a host name or IP address' % (option, _shown(host)))
     return host
 
 
@@ -214,10 +218,18 @@ def _check_node(node):
     except ValueError:
         raise _bad('node: %s is not a node name; it must look like name@host'
                    % peer_text(node))
-    if len(node) > 255 or '\0' in node:
-        raise _bad('node: %s is not a node name (at most 255 characters, no NUL)'
+    if len(node) > 255 or '\0' in node or not _encodes(node):
+        raise _bad('node: %s is not a node name (at most 255 characters of UTF-8, no NUL)'
                    % peer_text(node))
     return name, host
+
+
+def _encodes(text):
+    try:
+        text.encode('utf-8')
+        return True
+    except UnicodeError:
+        return False
 
 
 def _check_cookie(cookie):
@@ -361,7 +373,7 @@ def epmd_port_please(host, name, epmd_port=EPMD_DEFAULT_PORT, timeout=DEFAULT_TI
     _check_host(host, 'host')
     _check_port(epmd_port, 'epmd_port')
     if not isinstance(name, str) or not name or len(name.encode('utf-8', 'replace')) > 255:
-        raise _bad('name: %s is not the name part of a node name' % peer_text(repr(name)))
+        raise _bad('name: %s is not the name part of a node name' % _shown(name))
     deadline = _Deadline(check_timeout(timeout), 'the EPMD lookup')
     return _epmd_port_please(host, name, epmd_port, deadline)
 
@@ -914,7 +926,7 @@ def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_P
     if dist_port is not None:
         _check_port(dist_port, 'dist_port')
     if isinstance(max_packet, bool) or not isinstance(max_packet, int) or max_packet < 1:
-        raise _bad('max_packet: %s is not a number of bytes' % peer_text(repr(max_packet), 40))
+        raise _bad('max_packet: %s is not a number of bytes' % _shown(max_packet))
 
     deadline = _Deadline(timeout, 'connecting to %s' % node)
     via_epmd = dist_port is None
