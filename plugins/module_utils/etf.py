@@ -28,6 +28,7 @@ import math
 import re
 import struct
 import sys
+import threading
 import time
 import zlib
 
@@ -619,19 +620,43 @@ def decode_term(data, offset=0, max_inflated=DEFAULT_MAX_INFLATED, max_bytes=DEF
     return _with_stack(_decode, r, 0), r.pos
 
 
+class _StackRoom(object):
+    """The recursion limit, raised while any thread runs the coder and put back
+    when the last one is done: a thread that finished first must not lower it
+    under another one's feet."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = None
+
+    def enter(self, needed):
+        with self.lock:
+            if not self.users:
+                self.saved = sys.getrecursionlimit()
+            self.users += 1
+            if needed > sys.getrecursionlimit():
+                sys.setrecursionlimit(needed)
+
+    def leave(self):
+        with self.lock:
+            self.users -= 1
+            if not self.users:
+                sys.setrecursionlimit(self.saved)
+
+
+_STACK_ROOM = _StackRoom()
+
+
 def _with_stack(func, *args):
     """Run the recursive coder with stack for MAX_DEPTH levels."""
-    needed = _stack_depth() + MAX_DEPTH * _FRAMES_PER_LEVEL + 50
-    old = sys.getrecursionlimit()
-    if needed > old:
-        sys.setrecursionlimit(needed)
+    _STACK_ROOM.enter(_stack_depth() + MAX_DEPTH * _FRAMES_PER_LEVEL + 50)
     try:
         return func(*args)
     except RecursionError:  # a deeper caller than planned for: still our error
         raise TermError('term nested too deeply')
     finally:
-        if needed > old:
-            sys.setrecursionlimit(old)
+        _STACK_ROOM.leave()
 
 
 def _stack_depth():

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 import time
 import tracemalloc
 import zlib
@@ -863,3 +864,29 @@ def test_decoded_deep_and_large_structures_render():
         assert_renders(term)
         assert_module_helpers(term)
     assert etf.format_term(big) == "<160000-bit integer>"
+
+
+def test_threads_decoding_deep_terms_at_once_keep_their_stack():
+    """The recursion limit is raised for the coder while any thread uses it: one
+    thread finishing must not lower it under another one that is deep inside a term."""
+    import threading  # pylint: disable=import-outside-toplevel
+    deep = V + DEEP_BODIES["tuple"](etf.MAX_DEPTH - 1)
+    shallow = etf.term_to_binary([1, 2, 3])
+    limit = sys.getrecursionlimit()
+    errors = []
+
+    def work(data):
+        try:
+            for dummy in range(150):
+                etf.binary_to_term(data)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(deep if i % 2 else shallow,))
+               for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    assert sys.getrecursionlimit() == limit
