@@ -66,7 +66,7 @@ HOSTILE_NODE = "x@127.0.0.1"
 HOSTILE_CASES = ("long_strings_compressed", "wrong_ref_stream", "long_strings_half",
                  "binary_filling_the_budget", "wrong_ref_stream_fitting", "list_tail_chain",
                  "many_small_tuples", "badrpc_deep", "badrpc_bigint", "control_deep",
-                 "reply_to_another_pid")
+                 "control_huge", "reply_to_another_pid")
 # Lab subnets are picked at run time among these /24s: the first one no docker
 # network overlaps (other lab runs may share the machine). BENCH_SUBNET forces one.
 SUBNET_CANDIDATES = ["172.30.%d.0/24" % i for i in range(200, 255)]

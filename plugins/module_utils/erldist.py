@@ -80,6 +80,8 @@ DEFAULT_MAX_PACKET = 64 * 1024 * 1024
 # 60 MB, so that with the interpreter's own overheads (allocator, frames) the
 # process grows by at most 64 MB (measured in tests/integration/test_hostile_peers.py).
 MAX_MESSAGE_BYTES = 60 * 1024 * 1024
+# Of which the control message (an operation, pids, maybe a trace token) may take:
+_CONTROL_BYTES = 1024 * 1024
 
 # The client's own names: NAME_PREFIX + slot + '@' + host, slot < NAME_SLOTS.
 # The leading '-' makes them sort before any usual node name: when two of our
@@ -842,9 +844,10 @@ class Connection(object):
             self.close()
             raise DistError('protocol_error', '%s sent a packet of type %d; only pass-through '
                             'packets were negotiated' % (self.node, packet[0]))
-        budget = MAX_MESSAGE_BYTES - len(packet)
+        budget = MAX_MESSAGE_BYTES - len(packet) - _CONTROL_BYTES
         try:
-            control, end = etf.decode_term(packet, 1, max_bytes=budget, deadline=deadline.end)
+            control, end = etf.decode_term(packet, 1, max_bytes=_CONTROL_BYTES,
+                                           deadline=deadline.end)
             op = control[0] if isinstance(control, tuple) and control else None
             if isinstance(op, bool) or not isinstance(op, int):
                 raise etf.TermError('control message %s has no operation code'

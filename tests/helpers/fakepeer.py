@@ -578,6 +578,14 @@ def _deep_control(request):
     return pass_through(bytes([VERSION]) + nested_lists(330), reply_message(request['ref'], b'j'))
 
 
+def _huge_control(request):
+    """A SEND_TT whose trace token is a list of 20 million small integers."""
+    token = bytes([108]) + struct.pack('>I', 20000000) + b'a\x01' * 20000000 + b'j'
+    control = (bytes([VERSION, 104, 4]) + encoded(12) + encoded(etf.Atom(''))
+               + encoded(request['pid']) + token)
+    return pass_through(control, reply_message(request['ref'], b'j'))
+
+
 def _small_tuples(count):
     """A list of ``count`` empty tuples: 2 bytes each on the wire, a Python object each."""
     return bytes([108]) + struct.pack('>I', count) + b'h\0' * count + b'j'
@@ -609,5 +617,6 @@ HOSTILE_REPLIES = {
                                 + _big(1 << 20000) + b'j'),
     'integer_for_a_list': _reply(bytes([98]) + struct.pack('>i', 42)),
     'control_deep': _deep_control,
+    'control_huge': _huge_control,
     'reply_to_another_pid': _to_other_pid(encoded([])),
 }

@@ -326,6 +326,7 @@ def test_epmd_names_are_parsed_as_strict_ascii():
     ('badrpc_deep', 'rpc_error'),
     ('badrpc_bigint', 'rpc_error'),
     ('control_deep', 'protocol_error'),
+    ('control_huge', 'protocol_error'),
     ('long_strings_compressed', 'protocol_error'),
     ('wrong_ref_stream', 'protocol_error'),
     ('reply_to_another_pid', 'timeout'),
@@ -437,7 +438,8 @@ def baseline():
 @pytest.mark.parametrize('name', ['long_strings_compressed', 'long_strings_half',
                                   'binary_filling_the_budget', 'wrong_ref_stream',
                                   'wrong_ref_stream_fitting', 'many_small_tuples',
-                                  'list_tail_chain', 'badrpc_deep', 'control_deep'])
+                                  'list_tail_chain', 'badrpc_deep', 'control_deep',
+                                  'control_huge'])
 def test_one_message_costs_at_most_64_mb_and_the_call_its_timeout(name, baseline):
     timeout = 2.0
     with fake_node(hostile(name)) as peer:
