@@ -125,8 +125,9 @@ def test_a_second_handshake_under_our_name_is_refused_not_the_first(fixed_port_n
 
 def test_reusing_a_name_right_after_closing_it(fixed_port_node):
     """What a node says to a name whose connection has just closed: ok once it has
-    seen the close, alive if not yet.  The client never waits for it: it takes
-    another name first (one process goes round the names)."""
+    seen the close, alive if not yet (nok on a loaded machine: a handshake of this
+    test under that name, 16 rounds ago, not yet cleared).  The client never waits
+    for any of it: it takes another name first (one process goes round the names)."""
     node = fixed_port_node
     args = connect_args(node)
     seen = {}
@@ -138,7 +139,7 @@ def test_reusing_a_name_right_after_closing_it(fixed_port_node):
         sock.close()
         seen[status] = seen.get(status, 0) + 1
     print('a name offered again right after its close: %s' % seen)
-    assert set(seen) <= {'sok', 'salive'}
+    assert set(seen) <= {'sok', 'salive', 'snok'}
     names = []
     started = time.monotonic()
     for dummy in range(2 * erldist.NAME_SLOTS):
