@@ -31,7 +31,6 @@ import socket
 import struct
 import threading
 import time
-import weakref
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import etf
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
@@ -527,19 +526,19 @@ def own_name(target_node, slot, local_address=None):
     """The client's hidden-node name in ``slot``, of the target's kind (long/short).
 
     The host part is this host's: the short host name, or for long names the
-    FQDN, else the address the connection leaves from (``local_address``), so
-    that two hosts do not share names.  No DNS lookup: it could eat the timeout.
+    FQDN, else the address the connection leaves from (``local_address``, or a
+    function giving it), so that two hosts do not share names.  No DNS lookup:
+    it could eat the timeout.
     """
     hostname = socket.gethostname()
-    if is_long_name(target_node):
-        if '.' in hostname:
-            host = hostname
-        elif local_address and '.' in local_address and _is_ip(local_address):
-            host = local_address
-        else:
-            host = '127.0.0.1'
-    else:
+    if not is_long_name(target_node):
         host = hostname.split('.')[0] or 'localhost'
+    elif '.' in hostname:
+        host = hostname
+    else:
+        host = local_address() if callable(local_address) else local_address
+        if not (host and '.' in host and _is_ip(host)):
+            host = '127.0.0.1'
     return '%s%d@%s' % (NAME_PREFIX, slot, host)
 
 
@@ -689,7 +688,7 @@ def _shake_hands(address, port, node, cookie, deadline):
                     slots.release(node, slot)
                     raise
                 try:
-                    own_node = own_name(node, slot, sock.getsockname()[0])
+                    own_node = own_name(node, slot, lambda: sock.getsockname()[0])
                     shake = _Handshake(sock, node, cookie, own_node, deadline).run()
                     return sock, shake, functools.partial(slots.release, node, slot)
                 except _NameBusy as busy:
@@ -739,9 +738,7 @@ class Connection(object):
                  timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET, release=None):
         # pylint: disable=too-many-arguments,too-many-positional-arguments
         self.sock = sock
-        # frees our name for this process's next connections: on close(), or when
-        # the object is collected unclosed
-        self._release = weakref.finalize(self, release or (lambda: None))
+        self._release = release  # frees our name for this process's next connections
         self.node = node
         self.own_node = own_node
         self.creation = creation
@@ -768,7 +765,11 @@ class Connection(object):
                 pass
             finally:
                 self.sock = None
-                self._release()
+                if self._release is not None:
+                    self._release()
+
+    def __del__(self):
+        self.close()  # collected unclosed: the socket goes, and the name is free again
 
     def _deadline(self, timeout, what):
         return _Deadline(self.timeout if timeout is None else check_timeout(timeout), what)
