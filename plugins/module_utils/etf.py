@@ -290,11 +290,9 @@ class _Reader(object):
                             'are over the budget): refused' % (-self.budget, self.pos))
 
     def tick(self):
-        """Called once per part: every _CLOCK_EVERY parts, check the deadline."""
-        self.ticks -= 1
-        if self.ticks <= 0:
-            self.ticks = _CLOCK_EVERY
-            self.check_clock()
+        """After _CLOCK_EVERY parts (counted down by _decode): check the deadline."""
+        self.ticks = _CLOCK_EVERY
+        self.check_clock()
 
     def check_clock(self):
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -459,7 +457,9 @@ def _bits(data, bits):
 def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-branches
     if depth > MAX_DEPTH:
         raise TermError('term nested deeper than %d levels' % MAX_DEPTH)
-    r.tick()
+    r.ticks -= 1  # r.tick(), inline: this runs once per part
+    if r.ticks <= 0:
+        r.tick()
     tag = r.u8()
     if tag == SMALL_INTEGER_EXT:
         return r.u8()  # CPython keeps one object per small int: nothing to charge
@@ -613,11 +613,20 @@ def decode_term(data, offset=0, max_inflated=DEFAULT_MAX_INFLATED, max_bytes=DEF
     if r.peek() == COMPRESSED:
         r.pos += 1
         inner = _Reader(_inflate(r), max_inflated, r.budget, deadline)
-        term = _with_stack(_decode, inner, 0)
+        term = _decode_from(inner)
         if inner.remaining():
             raise TermError('%d stray bytes after the compressed term' % inner.remaining())
         return term, r.pos
-    return _with_stack(_decode, r, 0), r.pos
+    return _decode_from(r), r.pos
+
+
+def _decode_from(r):
+    start, budget = r.pos, r.budget
+
+    def run():
+        r.pos, r.budget = start, budget
+        return _decode(r, 0)
+    return _with_stack(run, r.remaining())
 
 
 class _StackRoom(object):
@@ -629,6 +638,10 @@ class _StackRoom(object):
         self.lock = threading.Lock()
         self.users = 0
         self.saved = None
+
+    def base(self):
+        """The limit when nobody has raised it (what a call can count on)."""
+        return self.saved if self.users else sys.getrecursionlimit()
 
     def enter(self, needed):
         with self.lock:
@@ -648,11 +661,26 @@ class _StackRoom(object):
 _STACK_ROOM = _StackRoom()
 
 
-def _with_stack(func, *args):
-    """Run the recursive coder with stack for MAX_DEPTH levels."""
+# Frames a caller usually has on the stack already, below the coder.
+_CALLER_FRAMES = 150
+
+
+def _with_stack(run, levels=None):
+    """``run()`` the recursive coder with stack for its levels: ``levels`` at most
+    (a term cannot nest deeper than it has bytes), None if not known.
+
+    A small term (or one of unknown depth) is first tried with the stack there is,
+    as most are small; on RecursionError ``run`` goes once more, with the limit
+    raised for MAX_DEPTH levels while it runs (``run`` must start afresh)."""
+    room = min(MAX_DEPTH if levels is None else levels, MAX_DEPTH) * _FRAMES_PER_LEVEL + 50
+    if levels is None or room + _CALLER_FRAMES < _STACK_ROOM.base():
+        try:
+            return run()
+        except RecursionError:
+            pass  # deeper than the stack there is: once more, with room made
     _STACK_ROOM.enter(_stack_depth() + MAX_DEPTH * _FRAMES_PER_LEVEL + 50)
     try:
-        return func(*args)
+        return run()
     except RecursionError:  # a deeper caller than planned for: still our error
         raise TermError('term nested too deeply')
     finally:
@@ -791,8 +819,12 @@ def _encode_list(items, tail, out, depth):
 def term_to_binary(term):
     """Encode ``term`` with the version byte, as ``erlang:term_to_binary/1`` does."""
     out = bytearray([VERSION])
+
+    def run():
+        del out[1:]
+        _encode(term, out, 0)
     try:
-        _with_stack(_encode, term, out, 0)
+        _with_stack(run)
     except (struct.error, OverflowError, UnicodeError) as exc:
         raise TermError('cannot encode %r: %s' % (type(term).__name__, exc))
     return bytes(out)
