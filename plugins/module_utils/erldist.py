@@ -92,6 +92,7 @@ NAME_SLOTS = 16
 # Pause between two rounds over the names when every one was in use.
 _BUSY_PAUSE = (0.02, 0.2)
 _PEER_TEXT = 80  # characters of a peer's text quoted in a message
+_JOIN_AT_MOST = 64 * 1024  # reads up to this size are joined from chunks
 
 _RANDOM = random.SystemRandom()
 
@@ -332,7 +333,28 @@ def _connect(address, port, deadline, refused_reason, what):
 
 
 def _recv_exact(sock, count, deadline, what):
-    """Exactly ``count`` bytes, into one buffer (no copies on the way)."""
+    """Exactly ``count`` bytes.  A big read goes into one buffer made up front:
+    joining its chunks at the end would take twice its size."""
+    if count > _JOIN_AT_MOST:
+        return _recv_into(sock, count, deadline, what)
+    chunks = []
+    while count:
+        sock.settimeout(deadline.left())
+        try:
+            chunk = sock.recv(count)
+        except socket.timeout:
+            deadline.left()
+            continue
+        except OSError as exc:
+            raise DistError('unreachable', 'connection to %s failed: %s' % (what, exc))
+        if not chunk:
+            raise EOFError(what)
+        chunks.append(chunk)
+        count -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b''.join(chunks)
+
+
+def _recv_into(sock, count, deadline, what):
     buf = bytearray(count)
     view = memoryview(buf)
     got = 0
@@ -587,7 +609,7 @@ class _Handshake(object):
             length = struct.unpack('>H', _recv_exact(self.sock, 2, self.deadline, self.node))[0]
             if length == 0:
                 raise DistError('protocol_error', '%s sent an empty handshake message' % self.node)
-            return bytes(_recv_exact(self.sock, length, self.deadline, self.node))
+            return _recv_exact(self.sock, length, self.deadline, self.node)
         except EOFError:
             if self.stage == 'recv_status':
                 raise _NameBusy(self._closed())

@@ -156,7 +156,7 @@ class _Value(object):
     __slots__ = ()
 
     def _key(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple([getattr(self, name) for name in self.__slots__])
 
     def __eq__(self, other):
         return type(self) is type(other) and self._key() == other._key()
