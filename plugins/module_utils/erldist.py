@@ -518,7 +518,7 @@ class _Slots(object):
     def round(self):
         with self.lock:
             first, self.next = self.next, (self.next + 1) % NAME_SLOTS
-        return [(first + i) % NAME_SLOTS for i in range(NAME_SLOTS)]
+        return _ALL_SLOTS[first:] + _ALL_SLOTS[:first]
 
     def claim(self, node, slot):
         with self.lock:
@@ -532,12 +532,14 @@ class _Slots(object):
             self.held.discard((node, slot))
 
 
+_ALL_SLOTS = list(range(NAME_SLOTS))
 _SLOTS = _Slots()
 
 
 def _new_slots():
     global _SLOTS  # pylint: disable=global-statement
-    _SLOTS = _Slots()
+    _ALL_SLOTS = list(range(NAME_SLOTS))
+_SLOTS = _Slots()
 
 
 if hasattr(os, 'register_at_fork'):

@@ -25,6 +25,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import itertools
 import math
+import operator
 import re
 import struct
 import sys
@@ -155,8 +156,12 @@ class _Value(object):
 
     __slots__ = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._fields = operator.attrgetter(*cls.__slots__)  # the key, read in C
+
     def _key(self):
-        return tuple([getattr(self, name) for name in self.__slots__])
+        return self._fields(self)
 
     def __eq__(self, other):
         return type(self) is type(other) and self._key() == other._key()
@@ -258,10 +263,13 @@ class _Reader(object):
         return self.data[self.pos] if self.pos < len(self.data) else None
 
     def u8(self):
-        if self.pos >= len(self.data):
-            raise TermError('term truncated: wanted 1 byte at offset %d' % self.pos)
-        self.pos += 1
-        return self.data[self.pos - 1]
+        pos = self.pos
+        try:
+            value = self.data[pos]
+        except IndexError:
+            raise TermError('term truncated: wanted 1 byte at offset %d' % pos)
+        self.pos = pos + 1
+        return value
 
     def u16(self):
         return self._unpack('>H', 2)
