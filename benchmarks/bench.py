@@ -11,6 +11,9 @@ Run through ``benchmarks/run.sh`` (``make bench``); see benchmarks/README.md.
   ``ejabberd_cluster_info`` module as a Python process on the host vs
   ``ejabberdctl list_cluster`` inside node 1's container; plus the in-process
   time of the module's queries.
+* Issue 9 (hostile replies): each reply of tests/helpers/fakepeer.HOSTILE_REPLIES
+  from a fake node on loopback to a client process of its own: the peak RSS it
+  adds and the wall time of the rpc (timeout 2 s).
 
 Timings are reported, never asserted: each target is printed with whether it
 was met. Every Erlang node and container started here is stopped here, also on
@@ -46,12 +49,24 @@ if str(COLLECTIONS) not in sys.path:
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist  # noqa: E402
 from ansible_collections.xmpp.ejabberd.plugins.modules import ejabberd_cluster_info  # noqa: E402
 from ansible_collections.xmpp.ejabberd.plugins.modules import erlang_node_info  # noqa: E402
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, Pid, Reference  # noqa: E402
+from ansible_collections.xmpp.ejabberd.tests.helpers import fakepeer as fp  # noqa: E402
+from ansible_collections.xmpp.ejabberd.tests.helpers import probe  # noqa: E402
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import write_private  # noqa: E402
 from ansible_collections.xmpp.ejabberd.tests.helpers.erlnode import ErlNode  # noqa: E402
 from ansible_collections.xmpp.ejabberd.tests.lab import harness  # noqa: E402
 
 IN_PROCESS_TARGET_MS = 5.0
 PROCESS_RATIO_TARGET = 0.25
+HOSTILE_TIMEOUT = 2.0
+HOSTILE_RSS_TARGET_MB = 64.0
+HOSTILE_SLACK_S = 0.25
+HOSTILE_NODE = "x@127.0.0.1"
+# The hostile replies measured, by name in fakepeer.HOSTILE_REPLIES.
+HOSTILE_CASES = ("long_strings_compressed", "wrong_ref_stream", "long_strings_half",
+                 "binary_filling_the_budget", "wrong_ref_stream_fitting", "list_tail_chain",
+                 "many_small_tuples", "badrpc_deep", "badrpc_bigint", "control_deep",
+                 "control_huge", "reply_to_another_pid")
 # Lab subnets are picked at run time among these /24s: the first one no docker
 # network overlaps (other lab runs may share the machine). BENCH_SUBNET forces one.
 SUBNET_CANDIDATES = ["172.30.%d.0/24" % i for i in range(200, 255)]
@@ -220,7 +235,7 @@ def bench_local_node(mode, node, args, workdir, python):
 
     def module_work():
         with erldist.connect(**kwargs) as conn:
-            erlang_node_info.node_facts(conn, 5.0)
+            erlang_node_info.node_facts(conn)
     res["in_process_module_work"] = time_loop(module_work, args.iterations, warmup=10)
     if not node.fixed_port:
         res["in_process_epmd_lookup"] = time_loop(
@@ -278,6 +293,41 @@ def bench_local_node(mode, node, args, workdir, python):
     res["process"] = measure(args, commands, env, args.results / ("raw-local-%s.json" % mode),
                              warmup=args.warmup, runs=args.runs)
     res["load_after"] = load_average()
+    return res
+
+
+# --------------------------------------------------------------------------- issue 9
+
+def bench_hostile(args):
+    """Each hostile reply, ``args.hostile_runs`` times, to a new client process."""
+    cookie = "bench-%d" % os.getpid()
+    sample = {"pid": Pid(HOSTILE_NODE, 1, 0, 5), "ref": Reference(HOSTILE_NODE, 5, [1, 2, 3])}
+    res = {"timeout_s": HOSTILE_TIMEOUT, "client": str(args.client_collections), "replies": {}}
+    for name in HOSTILE_CASES:
+        fp.HOSTILE_REPLIES[name](sample)  # the fake node's own work (deflating) done once
+        answer = fp.answer_with({("erlang", "node"): fp.encoded(Atom(HOSTILE_NODE)),
+                                 ("erlang", "nodes"): fp.HOSTILE_REPLIES[name]})
+        reports = []
+        for _run in range(args.hostile_runs):
+            with fp.FakeServer(fp.Peer(HOSTILE_NODE, cookie, after=fp.rpc_server(answer))) as peer:
+                reports.append(probe.run_client(HOSTILE_NODE, peer.port, cookie, HOSTILE_TIMEOUT,
+                                                str(args.client_collections)))
+        last = reports[-1]
+        if "escaped" in last:
+            outcome = "escaped %s" % last["escaped"]
+        else:
+            outcome = last.get("reason") or "returned a %s" % last.get("result")
+        res["replies"][name] = {
+            "outcome": outcome,
+            "growth_mb": round(max(r["growth_mb"] for r in reports), 1),
+            "elapsed_s": round(max(r["elapsed"] for r in reports), 3),
+            "elapsed_s_median": round(statistics.median(r["elapsed"] for r in reports), 3),
+            "rss_before_mb": round(last["rss_before_kb"] / 1024.0, 1)}
+        log("hostile %s: %s, +%.0f MB, %.2f s" % (name, outcome, res["replies"][name]["growth_mb"],
+                                                  res["replies"][name]["elapsed_s"]))
+    replies = res["replies"]
+    res["worst_rss"] = max(replies, key=lambda n: replies[n]["growth_mb"])
+    res["worst_wall"] = max(replies, key=lambda n: replies[n]["elapsed_s"])
     return res
 
 
@@ -469,6 +519,23 @@ def evaluate(results):
                        min_ratio),
             "target": "ratio <= %.2f" % PROCESS_RATIO_TARGET,
             "value": round(ratio, 4), "met": ratio <= PROCESS_RATIO_TARGET})
+    hostile = results.get("hostile")
+    if hostile:
+        worst = hostile["replies"][hostile["worst_rss"]]
+        targets.append({
+            "id": "issue9-hostile-rss",
+            "what": "peak RSS added by the worst hostile reply (%s): %.1f MB"
+                    % (hostile["worst_rss"], worst["growth_mb"]),
+            "target": "<= %.0f MB" % HOSTILE_RSS_TARGET_MB,
+            "value": worst["growth_mb"], "met": worst["growth_mb"] <= HOSTILE_RSS_TARGET_MB})
+        worst = hostile["replies"][hostile["worst_wall"]]
+        limit = HOSTILE_TIMEOUT + HOSTILE_SLACK_S
+        targets.append({
+            "id": "issue9-hostile-wall",
+            "what": "longest rpc against a hostile reply (%s): %.2f s with timeout %.1f s"
+                    % (hostile["worst_wall"], worst["elapsed_s"], HOSTILE_TIMEOUT),
+            "target": "<= %.2f s" % limit,
+            "value": worst["elapsed_s"], "met": worst["elapsed_s"] <= limit})
     for suite, r in results.get("lab", {}).items():
         proc = r["process"]
         py = proc["python module ejabberd_cluster_info"]["median_ms"]
@@ -517,6 +584,18 @@ def report(results):
                           "load average %s -> %s"
                           % (r["lab_up_s"], r["join_s"], results["settings"]["runner"],
                              r.get("load_before"), r.get("load_after"))])
+    hostile = results.get("hostile")
+    if hostile:
+        title = ("Issue 9, hostile replies: one rpc (timeout %.0f s) from a client process of its "
+                 "own" % hostile["timeout_s"])
+        print()
+        print(title)
+        print("-" * len(title))
+        print("%-28s %-26s %16s %12s" % ("reply", "outcome", "peak RSS +MB", "wall s"))
+        for name, r in hostile["replies"].items():
+            print("%-28s %-26s %16.1f %12.3f" % (name, r["outcome"], r["growth_mb"], r["elapsed_s"]))
+        print("  peak RSS: ru_maxrss of the client process after the call minus before it (max "
+              "of %d runs); client: %s" % (results["settings"]["hostile_runs"], hostile["client"]))
     print()
     print("Targets (reported, not enforced)")
     print("--------------------------------")
@@ -528,11 +607,18 @@ def report(results):
 
 def parse_args(argv):
     env = os.environ.get
-    ap = argparse.ArgumentParser(description="xmpp.ejabberd benchmarks (issues 2 and 3)")
+    ap = argparse.ArgumentParser(description="xmpp.ejabberd benchmarks (issues 2, 3 and 9)")
     ap.add_argument("--suites", default=env("BENCH_SUITES", "bookworm,trixie"),
                     help="lab suites for issue 3, comma-separated (bookworm,trixie), "
                          "or 'none' (env BENCH_SUITES)")
     ap.add_argument("--skip-local", action="store_true", help="skip issue 2 (local nodes)")
+    ap.add_argument("--skip-hostile", action="store_true", help="skip issue 9 (hostile replies)")
+    ap.add_argument("--hostile-runs", type=int, default=3,
+                    help="client processes per hostile reply (the worst is reported)")
+    ap.add_argument("--client-collections", type=Path, default=COLLECTIONS,
+                    help="where the client under test in the hostile-reply processes is "
+                         "imported from (an ansible_collections root; e.g. another checkout's "
+                         ".build/collections, to compare)")
     ap.add_argument("--iterations", type=int, default=int(env("BENCH_ITERATIONS", "200")),
                     help="in-process iterations against local nodes")
     ap.add_argument("--runner", choices=("interleaved", "hyperfine"),
@@ -587,7 +673,7 @@ def main(argv=None):
         "settings": {"runner": args.runner, "iterations": args.iterations, "runs": args.runs,
                      "warmup": args.warmup, "lab_runs": args.lab_runs,
                      "lab_warmup": args.lab_warmup, "lab_iterations": args.lab_iterations,
-                     "suites": args.suites},
+                     "suites": args.suites, "hostile_runs": args.hostile_runs},
     }
     interrupted = False
     errors = {}
@@ -618,6 +704,12 @@ def main(argv=None):
                 except Exception as exc:  # pylint: disable=broad-exception-caught
                     errors["local-%s" % mode] = "%s: %s" % (type(exc).__name__, exc)
                     log("local %s FAILED: %s" % (mode, exc))
+        if not args.skip_hostile:
+            try:
+                results["hostile"] = bench_hostile(args)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                errors["hostile"] = "%s: %s" % (type(exc).__name__, exc)
+                log("hostile replies FAILED: %s" % exc)
         if args.suites:
             results["lab"] = {}
             for suite in args.suites:

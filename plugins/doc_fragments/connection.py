@@ -69,6 +69,10 @@ options:
 notes:
   - The module talks to the node over the Erlang distribution protocol itself, as a hidden
     node; it needs neither ejabberdctl nor Erlang where it runs, only Python 3.9 or later.
+  - It connects under one of 16 node names, C(-xmpp_ejabberd_0@HOST) to
+    C(-xmpp_ejabberd_15@HOST) (HOST is this host's short name, or for long names its FQDN or
+    else the address it connects from). A node keeps every name that ever connected as an atom,
+    so the set is small and fixed; a node restricted with C(net_kernel:allow/1) must list them.
   - Supports nodes of Erlang/OTP 23 and later; tested against OTP 25, 27 and 29 (Debian 12, 13 and
     testing). OTP 26 and 28 are not packaged in any Debian suite reachable here.
 '''

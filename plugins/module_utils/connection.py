@@ -220,6 +220,15 @@ def resolve(params):
                 timeout=params.get('timeout') or 5.0)
 
 
+def without_secrets(text, secrets):
+    """``text`` with every secret in it replaced: a safety net for messages built
+    from what a node sent, which may echo a secret sent to it."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, '(secret)')
+    return text
+
+
 def connection_facts(conn):
     """How a connection was made, for module results."""
     return dict(node=conn.node, address=conn.address, port=conn.port, via_epmd=conn.via_epmd)

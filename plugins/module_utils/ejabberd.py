@@ -1,7 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, xmpp.ejabberd contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the cluster modules ask an ejabberd node, over the bundled client."""
+"""What the modules ask a node (ejabberd's cluster, OTP facts), over the bundled client.
+
+Every answer is checked for its shape and size before it goes into a module
+result: a node (or something posing as one) that answers oddly gives a
+DistError, never an exception or a huge result.
+"""
 
 from __future__ import absolute_import, division, print_function
 
@@ -10,26 +15,45 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import time
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
-from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text, format_term
+
+# More node names than any cluster has: a longer answer is not a node list.
+MAX_NODES = 10000
+# Characters kept of a text a module returns (a version, a message from ejabberd).
+MAX_TEXT = 2000
 
 
-def _node_list(term, what, node):
-    if not isinstance(term, list):
-        raise erldist.DistError('rpc_error', '%s on %s returned %s, not a list of nodes'
-                                % (what, node, erldist.format_term(term)))
+def node_list(term, what, node):
+    """The sorted node names in ``term``, an answer to ``what`` from ``node``."""
+    if not isinstance(term, list) or len(term) > MAX_NODES \
+            or not all(isinstance(n, Atom) for n in term):
+        raise erldist.DistError('rpc_error', '%s on %s returned %s, not a list of node names'
+                                % (what, node, format_term(term, 200)))
     return sorted(str(n) for n in term)
 
 
-def cluster_view(conn, timeout):
+def short_text(term, limit=MAX_TEXT):
+    """A text answer (charlist, binary, atom) as ``str``, cut at ``limit``; None if
+    the term is not text."""
+    if isinstance(term, list) and len(term) > limit:
+        term = term[:limit + 1]
+    text = as_text(term)
+    if text is None:
+        return None
+    text = text.encode('utf-8', 'replace').decode('utf-8')  # no lone surrogates in results
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
+def cluster_view(conn, timeout=None):
     """The node's own view: ``running_nodes``, ``known_nodes``, ``stopped_nodes``.
 
     Raises DistError (``rpc_error`` when ejabberd is not running on the node).
     """
     try:
-        running = _node_list(conn.rpc('ejabberd_cluster', 'get_nodes', [], timeout),
-                             'ejabberd_cluster:get_nodes()', conn.node)
-        known = _node_list(conn.rpc('ejabberd_cluster', 'get_known_nodes', [], timeout),
-                           'ejabberd_cluster:get_known_nodes()', conn.node)
+        running = node_list(conn.rpc('ejabberd_cluster', 'get_nodes', [], timeout),
+                            'ejabberd_cluster:get_nodes()', conn.node)
+        known = node_list(conn.rpc('ejabberd_cluster', 'get_known_nodes', [], timeout),
+                          'ejabberd_cluster:get_known_nodes()', conn.node)
     except erldist.DistError as exc:
         if exc.reason != 'rpc_error':
             raise
@@ -39,25 +63,30 @@ def cluster_view(conn, timeout):
     return dict(running_nodes=running, known_nodes=known, stopped_nodes=stopped)
 
 
-def ejabberd_started(conn, timeout):
+def visible_nodes(conn, timeout=None):
+    """``erlang:nodes()``: the node's visible connected nodes, sorted."""
+    return node_list(conn.rpc('erlang', 'nodes', [], timeout), 'erlang:nodes()', conn.node)
+
+
+def ejabberd_started(conn, timeout=None):
     """Whether the ejabberd application is up (a join restarts it in the background)."""
     apps = conn.rpc('application', 'which_applications', [], timeout)
     return isinstance(apps, list) and any(
         isinstance(app, tuple) and app and app[0] == Atom('ejabberd') for app in apps)
 
 
-def ejabberd_version(conn, timeout):
+def ejabberd_version(conn, timeout=None):
     """``(release, vsn)``: ejabberd's release ("24.12") and the application's own
     version string, which distribution packages extend ("24.12-3+deb13u2")."""
     answer = conn.rpc('application', 'get_key', [Atom('ejabberd'), Atom('vsn')], timeout)
     if isinstance(answer, tuple) and len(answer) == 2 and answer[0] == Atom('ok'):
-        vsn = as_text(answer[1])
+        vsn = short_text(answer[1], 200)
         return (vsn.split('-', maxsplit=1)[0] if vsn else vsn), vsn
     return None, None
 
 
-def otp_release(conn, timeout):
-    return as_text(conn.rpc('erlang', 'system_info', [Atom('otp_release')], timeout))
+def otp_release(conn, timeout=None):
+    return short_text(conn.rpc('erlang', 'system_info', [Atom('otp_release')], timeout), 200)
 
 
 def admin_result(term):
@@ -69,10 +98,10 @@ def admin_result(term):
     if term == Atom('ok'):
         return True, ''
     if isinstance(term, tuple) and len(term) >= 2 and term[0] in (Atom('ok'), Atom('error')):
-        text = as_text(term[1])
-        detail = text if text is not None else erldist.format_term(term[1])
+        text = short_text(term[1])
+        detail = text if text is not None else format_term(term[1])
         return term[0] == Atom('ok'), detail
-    return False, erldist.format_term(term)
+    return False, format_term(term)
 
 
 def poll(check, wait_timeout, interval=0.25):
@@ -101,26 +130,31 @@ def poll(check, wait_timeout, interval=0.25):
 # Persistent tables that hold no user data: Mnesia's own schema and ejabberd's cache of
 # other entities' capabilities (refilled from the network).
 NOT_USER_DATA = ('schema', 'caps_features')
+# More tables than any ejabberd has: a longer answer is not a table list.
+MAX_TABLES = 1000
 
 
-def local_tables(conn, timeout):
+def local_tables(conn, timeout=None):
     """Record counts of the Mnesia tables this node keeps on disc, ``{table: count}``.
 
     RAM-only tables (sessions, routes) are left out: a restart empties them anyway.
-    Raises DistError (``rpc_error``) when Mnesia does not run on the node.
+    Raises DistError (``rpc_error`` when Mnesia does not run on the node, or the
+    answer is not a list of tables).
     """
     tables = conn.rpc('mnesia', 'system_info', [Atom('local_tables')], timeout)
-    if not isinstance(tables, list):
+    if not isinstance(tables, list) or len(tables) > MAX_TABLES \
+            or not all(isinstance(t, Atom) for t in tables):
         raise erldist.DistError('rpc_error', 'mnesia:system_info(local_tables) on %s returned '
-                                '%s, not a list of tables' % (conn.node, erldist.format_term(tables)))
+                                '%s, not a list of tables' % (conn.node, format_term(tables, 200)))
     counts = {}
     for table in tables:
-        if not isinstance(table, Atom):
-            continue
         storage = conn.rpc('mnesia', 'table_info', [table, Atom('storage_type')], timeout)
         if storage in (Atom('disc_copies'), Atom('disc_only_copies')):
             size = conn.rpc('mnesia', 'table_info', [table, Atom('size')], timeout)
-            counts[str(table)] = size if isinstance(size, int) and not isinstance(size, bool) else 0
+            if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2 ** 63:
+                raise erldist.DistError('rpc_error', 'mnesia:table_info(%s, size) on %s returned '
+                                        '%s, not a count' % (table, conn.node, format_term(size, 80)))
+            counts[str(table)] = size
     return counts
 
 
@@ -130,9 +164,9 @@ def user_data(counts):
             if count and table not in NOT_USER_DATA}
 
 
-def mnesia_state(conn, timeout):
+def mnesia_state(conn, timeout=None):
     """``(running, has_schema, directory)`` of the node's Mnesia database."""
     running = conn.rpc('mnesia', 'system_info', [Atom('is_running')], timeout) == Atom('yes')
     has_schema = conn.rpc('mnesia', 'system_info', [Atom('use_dir')], timeout) is True
-    directory = as_text(conn.rpc('mnesia', 'system_info', [Atom('directory')], timeout))
+    directory = short_text(conn.rpc('mnesia', 'system_info', [Atom('directory')], timeout))
     return running, has_schema, directory

@@ -11,19 +11,26 @@ not hashable), strings (STRING_EXT) lists of ``int``.  Pids, ports, references,
 funs and exports are small value classes; funs stay opaque.
 
 Every length read from the wire is checked against the bytes that are really
-there before anything is allocated, nesting depth is capped and compressed
-terms may not inflate past a limit, so a hostile peer can only get a
-:class:`TermError`.
+there before anything is allocated, nesting depth is capped, compressed terms
+may not inflate past a limit, the Python objects one decode makes are counted
+against a budget in bytes, and a decode given a deadline stops when it passes,
+so a hostile peer can only get a :class:`TermError`.
+
+:func:`format_term` renders any term for a message, within a size limit.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import itertools
 import math
+import operator
 import re
 import struct
 import sys
+import threading
+import time
 import zlib
 
 VERSION = 131
@@ -65,9 +72,20 @@ LOCAL_EXT = 121
 
 MAX_DEPTH = 512
 DEFAULT_MAX_INFLATED = 64 * 1024 * 1024
-# Python objects one decode may create: bounds memory when a few compressed bytes
-# stand for millions of small terms (about 65 bytes of Python per term at worst).
-DEFAULT_MAX_TERMS = 1000000
+# Memory one decode may take, in bytes of Python objects (inflated data included):
+# a few compressed bytes can stand for millions of objects.  Each part is charged
+# what CPython (64-bit) really allocates for it, a little more where it varies.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+_COST_SLOT = 8             # a pointer in a tuple
+_COST_LIST_SLOT = 16       # a pointer in a list, with room for its growth
+_COST_INT = 32
+_COST_OBJECT = 80          # a small object with slots (Pid, Port, ...)
+_COST_DICT_OBJECT = 448    # an object with a __dict__ (ImproperList, BitBinary)
+_COST_MAP_ENTRY = 256      # the pair, the hash count and the dict entry
+# Parts decoded between two looks at the clock.
+_CLOCK_EVERY = 4096
+# Inflate in steps this large, looking at the clock in between.
+_INFLATE_STEP = 1 << 16
 # Python frames per nesting level of the recursive coder, with room to spare.
 _FRAMES_PER_LEVEL = 4
 _FLOAT_TEXT = re.compile(r'^[-+]?[0-9]+\.[0-9]+(e[-+]?[0-9]+)?$')
@@ -78,6 +96,10 @@ _MAX_SAME_HASH = 8
 
 class TermError(ValueError):
     """The bytes are not a valid (or not an acceptable) external term."""
+
+
+class TermTimeout(TermError):
+    """Decoding did not finish before the deadline it was given."""
 
 
 class Atom(str):
@@ -134,8 +156,12 @@ class _Value(object):
 
     __slots__ = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._fields = operator.attrgetter(*cls.__slots__)  # the key, read in C
+
     def _key(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return self._fields(self)
 
     def __eq__(self, other):
         return type(self) is type(other) and self._key() == other._key()
@@ -201,15 +227,18 @@ class Fun(_Value):
 # --------------------------------------------------------------------------- decoding
 
 class _Reader(object):
-    """Cursor over a bytes object; every read is checked against the end."""
+    """Cursor over a memoryview; every read is checked against the end, every
+    object made is charged to the budget, and the clock is read now and then."""
 
-    __slots__ = ('data', 'pos', 'max_inflated', 'terms_left')
+    __slots__ = ('data', 'pos', 'max_inflated', 'budget', 'deadline', 'ticks')
 
-    def __init__(self, data, max_inflated, max_terms=DEFAULT_MAX_TERMS):
+    def __init__(self, data, max_inflated, budget=DEFAULT_MAX_BYTES, deadline=None):
         self.data = data
         self.pos = 0
         self.max_inflated = max_inflated
-        self.terms_left = max_terms
+        self.budget = budget
+        self.deadline = deadline
+        self.ticks = _CLOCK_EVERY
 
     def remaining(self):
         return len(self.data) - self.pos
@@ -222,20 +251,37 @@ class _Reader(object):
         self.pos += count
         return self.data[start:self.pos]
 
+    def _unpack(self, fmt, size):
+        if size > len(self.data) - self.pos:
+            raise TermError('term truncated: wanted %d bytes at offset %d, %d left'
+                            % (size, self.pos, self.remaining()))
+        value = struct.unpack_from(fmt, self.data, self.pos)[0]
+        self.pos += size
+        return value
+
+    def peek(self):
+        return self.data[self.pos] if self.pos < len(self.data) else None
+
     def u8(self):
-        return self.take(1)[0]
+        pos = self.pos
+        try:
+            value = self.data[pos]
+        except IndexError:
+            raise TermError('term truncated: wanted 1 byte at offset %d' % pos)
+        self.pos = pos + 1
+        return value
 
     def u16(self):
-        return struct.unpack('>H', self.take(2))[0]
+        return self._unpack('>H', 2)
 
     def u32(self):
-        return struct.unpack('>I', self.take(4))[0]
+        return self._unpack('>I', 4)
 
     def i32(self):
-        return struct.unpack('>i', self.take(4))[0]
+        return self._unpack('>i', 4)
 
     def u64(self):
-        return struct.unpack('>Q', self.take(8))[0]
+        return self._unpack('>Q', 8)
 
     def count(self, n, min_size):
         """A declared element count, refused if the bytes left cannot hold it."""
@@ -243,6 +289,23 @@ class _Reader(object):
             raise TermError('declared %d elements at offset %d but only %d bytes left'
                             % (n, self.pos, self.remaining()))
         return n
+
+    def spend(self, nbytes):
+        """Charge the memory of what is about to be made; refuse past the budget."""
+        self.budget -= nbytes
+        if self.budget < 0:
+            raise TermError('term would take more memory than allowed (%d bytes at offset %d '
+                            'are over the budget): refused' % (-self.budget, self.pos))
+
+    def tick(self):
+        """After _CLOCK_EVERY parts (counted down by _decode): check the deadline."""
+        self.ticks = _CLOCK_EVERY
+        self.check_clock()
+
+    def check_clock(self):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TermTimeout('decoding stopped at offset %d: the time allowed ran out'
+                              % self.pos)
 
 
 def _atom(text):
@@ -272,13 +335,15 @@ def _decode_int(r, depth):
 
 def _big(r, n):
     sign = r.u8()
+    r.spend(_COST_INT + 2 * n)
     value = int.from_bytes(r.take(n), 'little')
     return -value if sign else value
 
 
-def _text(raw, encoding):
+def _text(raw, encoding, r):
+    r.spend(112 + 2 * len(raw))
     try:
-        return raw.decode(encoding)
+        return str(raw, encoding)
     except UnicodeDecodeError:
         raise TermError('atom text is not valid %s' % encoding)
 
@@ -293,6 +358,7 @@ def _decode_fun_ext(r, depth):
     _decode_int(r, depth)
     for dummy in range(num_free):
         _decode(r, depth + 1)
+    r.spend(_COST_OBJECT + r.pos - start)
     return Fun(FUN_EXT, r.data[start:r.pos])
 
 
@@ -302,12 +368,14 @@ def _decode_new_fun(r, depth):
     if size < 4:
         raise TermError('NEW_FUN_EXT size %d is too small' % size)
     r.take(size - 4)
+    r.spend(_COST_OBJECT + size)
     return Fun(NEW_FUN_EXT, r.data[start:r.pos])
 
 
 def _decode_native_record(r, depth):
     # 67 | field count:32 | exported:8 | module | name | field-name atoms | values
     count = r.count(r.u32(), 2)
+    r.spend(_COST_OBJECT + count * (_COST_OBJECT + 2 * _COST_SLOT))
     exported = r.u8()
     module, name = _decode_atom(r, depth), _decode_atom(r, depth)
     keys = [_decode_atom(r, depth) for dummy in range(count)]
@@ -317,6 +385,7 @@ def _decode_native_record(r, depth):
 
 def _decode_map(r, depth):
     arity = r.count(r.u32(), 2)
+    r.spend(_COST_DICT_OBJECT + arity * _COST_MAP_ENTRY)
     pairs = [(_decode(r, depth + 1), _decode(r, depth + 1)) for dummy in range(arity)]
     try:
         per_hash = {}
@@ -343,19 +412,38 @@ def _encode_key(key):
 
 
 def _decode_list(r, depth):
-    length = r.count(r.u32(), 1)
-    items = [_decode(r, depth + 1) for dummy in range(length)]
+    # A tail that is itself a list continues the list, as in Erlang: appended
+    # in place (linear), each continuation one level deeper as if nested.
+    items = []
+    append = items.append
+    while True:
+        length = r.count(r.u32(), 1)
+        r.spend(_COST_LIST_SLOT * length)
+        for dummy in range(length):
+            append(_decode(r, depth + 1))
+        tag = r.peek()
+        if tag == NIL_EXT:
+            r.pos += 1
+            return items
+        if tag == STRING_EXT:
+            r.pos += 1
+            raw = r.take(r.u16())
+            r.spend(_COST_LIST_SLOT * len(raw))
+            items.extend(raw)
+            return items
+        if tag != LIST_EXT:
+            break
+        r.pos += 1
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise TermError('term nested deeper than %d levels' % MAX_DEPTH)
     tail = _decode(r, depth + 1)
-    # A tail that is itself a list continues the list, as in Erlang.
-    if isinstance(tail, ImproperList):
-        return ImproperList(items + tail, tail.tail)
-    if type(tail) is list:  # pylint: disable=unidiomatic-typecheck
-        return items + tail
+    r.spend(_COST_DICT_OBJECT)
     return ImproperList(items, tail)
 
 
 def _decode_float_ext(r):
-    raw = r.take(31).split(b'\0', 1)[0].decode('latin-1')
+    raw = bytes(r.take(31)).split(b'\0', 1)[0].decode('latin-1')
     if not _FLOAT_TEXT.match(raw):
         raise TermError('FLOAT_EXT %r is not a number' % raw)
     return _finite(float(raw))
@@ -371,40 +459,47 @@ def _bits(data, bits):
     """A bitstring, with the unused low bits of the last byte zeroed as erl does."""
     if bits == 8:
         return bytes(data)
-    return BitBinary(data[:-1] + bytes([data[-1] & (0xFF << (8 - bits)) & 0xFF]), bits)
+    return BitBinary(bytes(data[:-1]) + bytes([data[-1] & (0xFF << (8 - bits)) & 0xFF]), bits)
 
 
 def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-branches
     if depth > MAX_DEPTH:
         raise TermError('term nested deeper than %d levels' % MAX_DEPTH)
-    r.terms_left -= 1
-    if r.terms_left < 0:
-        raise TermError('term has more than %d parts, more than allowed' % DEFAULT_MAX_TERMS)
+    r.ticks -= 1  # r.tick(), inline: this runs once per part
+    if r.ticks <= 0:
+        r.tick()
     tag = r.u8()
     if tag == SMALL_INTEGER_EXT:
-        return r.u8()
+        return r.u8()  # CPython keeps one object per small int: nothing to charge
     if tag == INTEGER_EXT:
+        r.spend(_COST_INT)
         return r.i32()
     if tag in (SMALL_ATOM_UTF8_EXT, SMALL_ATOM_EXT):
         raw = r.take(r.u8())
-        return _atom(_text(raw, 'utf-8' if tag == SMALL_ATOM_UTF8_EXT else 'latin-1'))
+        return _atom(_text(raw, 'utf-8' if tag == SMALL_ATOM_UTF8_EXT else 'latin-1', r))
     if tag in (ATOM_UTF8_EXT, ATOM_EXT):
-        text = _text(r.take(r.u16()), 'utf-8' if tag == ATOM_UTF8_EXT else 'latin-1')
+        text = _text(r.take(r.u16()), 'utf-8' if tag == ATOM_UTF8_EXT else 'latin-1', r)
         if len(text) > 255:
             raise TermError('atom longer than 255 characters')
         return _atom(text)
-    if tag == SMALL_TUPLE_EXT:
-        return tuple(_decode(r, depth + 1) for dummy in range(r.count(r.u8(), 1)))
-    if tag == LARGE_TUPLE_EXT:
-        return tuple(_decode(r, depth + 1) for dummy in range(r.count(r.u32(), 1)))
+    if tag in (SMALL_TUPLE_EXT, LARGE_TUPLE_EXT):
+        arity = r.count(r.u8() if tag == SMALL_TUPLE_EXT else r.u32(), 1)
+        r.spend(56 + _COST_SLOT * arity)
+        return tuple([_decode(r, depth + 1) for dummy in range(arity)])
     if tag == NIL_EXT:
+        r.spend(64)
         return []
     if tag == STRING_EXT:
-        return list(r.take(r.u16()))
+        raw = r.take(r.u16())
+        r.spend(64 + _COST_LIST_SLOT * len(raw))
+        return list(raw)
     if tag == LIST_EXT:
+        r.spend(64)
         return _decode_list(r, depth)
     if tag == BINARY_EXT:
-        return bytes(r.take(r.u32()))
+        raw = r.take(r.u32())
+        r.spend(40 + len(raw))
+        return bytes(raw)
     if tag == BIT_BINARY_EXT:
         length = r.u32()
         bits = r.u8()
@@ -412,17 +507,24 @@ def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-br
             return b''
         if not 1 <= bits <= 8 or length == 0:
             raise TermError('BIT_BINARY_EXT with %d bits in the last of %d bytes' % (bits, length))
-        return _bits(r.take(length), bits)
+        raw = r.take(length)
+        r.spend(_COST_DICT_OBJECT + 2 * length)
+        return _bits(raw, bits)
     if tag == MAP_EXT:
         return _decode_map(r, depth)
     if tag == NEW_FLOAT_EXT:
+        r.spend(_COST_INT)
         return _finite(struct.unpack('>d', r.take(8))[0])
     if tag == FLOAT_EXT:
+        r.spend(_COST_INT)
         return _decode_float_ext(r)
     if tag == SMALL_BIG_EXT:
         return _big(r, r.u8())
     if tag == LARGE_BIG_EXT:
         return _big(r, r.u32())
+    if tag in (NEW_PID_EXT, PID_EXT, V4_PORT_EXT, NEW_PORT_EXT, PORT_EXT, NEWER_REFERENCE_EXT,
+               NEW_REFERENCE_EXT, REFERENCE_EXT, EXPORT_EXT):
+        r.spend(_COST_OBJECT + 3 * _COST_INT)
     if tag == NEW_PID_EXT:
         return Pid(_decode_atom(r, depth), r.u32(), r.u32(), r.u32())
     if tag == PID_EXT:
@@ -437,6 +539,7 @@ def _decode(r, depth):  # pylint: disable=too-many-return-statements,too-many-br
         words = r.u16()
         if words > 5:
             raise TermError('reference with %d id words (at most 5)' % words)
+        r.spend(words * (_COST_INT + 2 * _COST_SLOT))
         node = _decode_atom(r, depth)
         creation = r.u32() if tag == NEWER_REFERENCE_EXT else r.u8()
         return Reference(node, creation, [r.u32() for dummy in range(words)])
@@ -466,51 +569,130 @@ def _inflate(r):
     if size > r.max_inflated:
         raise TermError('compressed term claims %d bytes, more than the %d allowed'
                         % (size, r.max_inflated))
+    r.spend(size)
+    # A step at a time (input and output): never more than the claim in memory,
+    # nothing allocated for a claim the data does not back, and the deadline is
+    # seen between steps.
+    out = bytearray()
+    filled = 0
     inflater = zlib.decompressobj()
+    source = r.take(r.remaining())
+    fed = 0
+    pending = b''
     try:
-        data = inflater.decompress(r.take(r.remaining()), size + 1)
+        while not inflater.eof:
+            if not pending and fed < len(source):
+                pending = source[fed:fed + _INFLATE_STEP]
+                fed += len(pending)
+            chunk = inflater.decompress(pending, min(_INFLATE_STEP, size + 1 - filled))
+            if not chunk and not pending:
+                break  # all fed, nothing more comes out: truncated
+            if filled + len(chunk) > size:
+                raise TermError('compressed term inflates to more, not the %d bytes it claims'
+                                % size)
+            out += chunk
+            filled += len(chunk)
+            pending = inflater.unconsumed_tail
+            r.check_clock()
     except zlib.error as exc:
         raise TermError('compressed term is corrupt: %s' % exc)
-    if len(data) != size or not inflater.eof:
-        raise TermError('compressed term inflates to %s, not the %d bytes it claims'
-                        % ('more' if len(data) > size else '%d' % len(data), size))
-    return data
+    if filled != size or not inflater.eof:
+        raise TermError('compressed term inflates to %d, not the %d bytes it claims'
+                        % (filled, size))
+    return memoryview(out)
 
 
-def decode_term(data, offset=0, max_inflated=DEFAULT_MAX_INFLATED):
-    """Decode one versioned term from ``data[offset:]``.
+def decode_term(data, offset=0, max_inflated=DEFAULT_MAX_INFLATED, max_bytes=DEFAULT_MAX_BYTES,
+                deadline=None):
+    """Decode one versioned term from ``data[offset:]`` (any bytes-like object).
 
     Returns ``(term, end_offset)``.  A compressed term takes the rest of ``data``.
-    Raises :class:`TermError` for anything malformed.
+    ``max_bytes`` bounds the memory the result may take; ``deadline`` (a
+    ``time.monotonic()`` value) the time, with :class:`TermTimeout`.
+    Raises :class:`TermError` for anything malformed or over a limit.
     """
-    data = bytes(data)
-    r = _Reader(data, max_inflated)
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast('B')
+    r = _Reader(view, max_inflated, max_bytes, deadline)
     r.pos = offset
     if r.u8() != VERSION:
         raise TermError('term does not start with version byte 131')
-    if r.remaining() and r.data[r.pos] == COMPRESSED:
+    if r.peek() == COMPRESSED:
         r.pos += 1
-        inner = _Reader(_inflate(r), max_inflated)
-        term = _with_stack(_decode, inner, 0)
+        inner = _Reader(_inflate(r), max_inflated, r.budget, deadline)
+        term = _decode_from(inner)
         if inner.remaining():
             raise TermError('%d stray bytes after the compressed term' % inner.remaining())
         return term, r.pos
-    return _with_stack(_decode, r, 0), r.pos
+    return _decode_from(r), r.pos
 
 
-def _with_stack(func, *args):
-    """Run the recursive coder with stack for MAX_DEPTH levels."""
-    needed = _stack_depth() + MAX_DEPTH * _FRAMES_PER_LEVEL + 50
-    old = sys.getrecursionlimit()
-    if needed > old:
-        sys.setrecursionlimit(needed)
+def _decode_from(r):
+    start, budget = r.pos, r.budget
+
+    def run():
+        r.pos, r.budget = start, budget
+        return _decode(r, 0)
+    return _with_stack(run, r.remaining())
+
+
+class _StackRoom(object):
+    """The recursion limit, raised while any thread runs the coder and put back
+    when the last one is done: a thread that finished first must not lower it
+    under another one's feet."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = None
+
+    def base(self):
+        """The limit when nobody has raised it (what a call can count on)."""
+        return self.saved if self.users else sys.getrecursionlimit()
+
+    def enter(self, needed):
+        with self.lock:
+            if not self.users:
+                self.saved = sys.getrecursionlimit()
+            self.users += 1
+            if needed > sys.getrecursionlimit():
+                sys.setrecursionlimit(needed)
+
+    def leave(self):
+        with self.lock:
+            self.users -= 1
+            if not self.users:
+                sys.setrecursionlimit(self.saved)
+
+
+_STACK_ROOM = _StackRoom()
+
+
+# Frames a caller usually has on the stack already, below the coder.
+_CALLER_FRAMES = 150
+
+
+def _with_stack(run, levels=None):
+    """``run()`` the recursive coder with stack for its levels: ``levels`` at most
+    (a term cannot nest deeper than it has bytes), None if not known.
+
+    A small term (or one of unknown depth) is first tried with the stack there is,
+    as most are small; on RecursionError ``run`` goes once more, with the limit
+    raised for MAX_DEPTH levels while it runs (``run`` must start afresh)."""
+    room = min(MAX_DEPTH if levels is None else levels, MAX_DEPTH) * _FRAMES_PER_LEVEL + 50
+    if levels is None or room + _CALLER_FRAMES < _STACK_ROOM.base():
+        try:
+            return run()
+        except RecursionError:
+            pass  # deeper than the stack there is: once more, with room made
+    _STACK_ROOM.enter(_stack_depth() + MAX_DEPTH * _FRAMES_PER_LEVEL + 50)
     try:
-        return func(*args)
+        return run()
     except RecursionError:  # a deeper caller than planned for: still our error
         raise TermError('term nested too deeply')
     finally:
-        if needed > old:
-            sys.setrecursionlimit(old)
+        _STACK_ROOM.leave()
 
 
 def _stack_depth():
@@ -520,9 +702,10 @@ def _stack_depth():
     return depth
 
 
-def binary_to_term(data, max_inflated=DEFAULT_MAX_INFLATED):
-    """Decode a whole binary holding exactly one versioned term."""
-    term, end = decode_term(data, 0, max_inflated)
+def binary_to_term(data, max_inflated=DEFAULT_MAX_INFLATED, max_bytes=DEFAULT_MAX_BYTES,
+                   deadline=None):
+    """Decode a whole binary holding exactly one versioned term (see decode_term)."""
+    term, end = decode_term(data, 0, max_inflated, max_bytes, deadline)
     if end != len(data):
         raise TermError('%d stray bytes after the term' % (len(data) - end))
     return term
@@ -644,8 +827,12 @@ def _encode_list(items, tail, out, depth):
 def term_to_binary(term):
     """Encode ``term`` with the version byte, as ``erlang:term_to_binary/1`` does."""
     out = bytearray([VERSION])
+
+    def run():
+        del out[1:]
+        _encode(term, out, 0)
     try:
-        _with_stack(_encode, term, out, 0)
+        _with_stack(run)
     except (struct.error, OverflowError, UnicodeError) as exc:
         raise TermError('cannot encode %r: %s' % (type(term).__name__, exc))
     return bytes(out)
@@ -663,3 +850,120 @@ def as_text(term):
             isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 0x10FFFF for i in term):
         return ''.join(chr(i) for i in term)
     return None
+
+
+# --------------------------------------------------------------------------- rendering
+
+# Integers up to this many bits are written out; longer ones are only described
+# (str() of a huge int is slow, and refused past 4300 digits since Python 3.11).
+_MAX_INT_BITS = 3000
+
+
+class _Lit(str):
+    """Punctuation queued between the parts of a container while rendering."""
+
+    __slots__ = ()
+
+
+def format_term(term, limit=400):
+    """A short Erlang-like rendering of ``term`` for messages: at most ``limit``
+    characters, then ``...``.
+
+    Iterative (depth costs no stack) and lazy (no part beyond the limit is
+    looked at), so any term a peer can send renders quickly into valid text.
+    """
+    out, used = [], 0
+    todo = [term]
+    while todo:
+        item = todo.pop()
+        if type(item) is _Lit:  # pylint: disable=unidiomatic-typecheck
+            text = item
+        else:
+            text, parts = _render(item, limit - used)
+            todo.extend(reversed(parts))
+        out.append(text)
+        used += len(text)
+        if used > limit:
+            return ''.join(out)[:limit] + '...'
+    return ''.join(out)
+
+
+def _printable(text):
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def _int_text(value):
+    if value.bit_length() <= _MAX_INT_BITS:
+        return str(value)
+    return '<%s%d-bit integer>' % ('-' if value < 0 else '', value.bit_length())
+
+
+def _seq(groups, room, close, sep=','):
+    """The parts of a container: groups of parts between separators, at most
+    ``room + 1`` groups (each renders at least one character: more cannot fit)."""
+    parts = []
+    for group in itertools.islice(groups, room + 1):
+        if parts:
+            parts.append(_Lit(sep))
+        parts.extend(group)
+    parts.append(_Lit(close))
+    return parts
+
+
+def _items(term):
+    return ([item] for item in term)
+
+
+def _pairs(pairs):
+    return ([key, _Lit('=>'), value] for key, value in pairs)
+
+
+def _render(term, room):  # pylint: disable=too-many-return-statements,too-many-branches
+    """``(opening text, parts that follow)`` of one term; ``room`` is the space left."""
+    if isinstance(term, bool):
+        return ('true' if term else 'false'), []
+    if isinstance(term, Atom):
+        return _printable(str(term[:room + 1])), []
+    if isinstance(term, int):
+        return _int_text(term), []
+    if isinstance(term, float):
+        return repr(term), []
+    if isinstance(term, BitBinary):
+        return '<<%d bytes, %d bits in the last>>' % (len(term), term.bits), []
+    if isinstance(term, (bytes, bytearray)):
+        if not term:
+            return '<<>>', []
+        head = bytes(term[:room + 1])
+        text = head.decode('utf-8', 'replace')
+        return ('"%s"' % text if text.isprintable() else repr(head)), []
+    if isinstance(term, str):
+        return '"%s"' % _printable(term[:room + 1]), []
+    if isinstance(term, ImproperList):
+        return '[', _seq(_items(term), room, '|') + [term.tail, _Lit(']')]
+    if isinstance(term, MapPairs):
+        return '#{', _seq(_pairs(term), room, '}')
+    if isinstance(term, list):
+        text = as_text(term[:room + 1]) if term else None
+        if text is not None and text.isprintable():
+            return '"%s"' % text, []
+        return '[', _seq(_items(term), room, ']')
+    if isinstance(term, tuple):
+        return '{', _seq(_items(term), room, '}')
+    if isinstance(term, dict):
+        return '#{', _seq(_pairs(term.items()), room, '}')
+    if isinstance(term, (Pid, Port, Reference)):
+        node = _printable(term.node[:room + 1])
+        if isinstance(term, Pid):
+            return '<%s.%d.%d>' % (node, term.id, term.serial), []
+        if isinstance(term, Port):
+            return '#Port<%s.%d>' % (node, term.id), []
+        return '#Ref<%s.%s>' % (node, '.'.join(str(i) for i in term.ids)), []
+    if isinstance(term, Export):
+        return 'fun ', [term.module, _Lit(':'), term.function, _Lit('/'), term.arity]
+    if isinstance(term, Fun):
+        return '#Fun<%d bytes>' % len(term.raw), []
+    if isinstance(term, NativeRecord):
+        fields = ([_Lit('%s=' % _printable(key)), value] for key, value in term.fields)
+        return '#%s:%s{' % (_printable(term.module), _printable(term.name)), \
+            _seq(fields, room, '}')
+    return '<%s>' % type(term).__name__, []

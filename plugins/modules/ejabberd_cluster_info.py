@@ -140,11 +140,11 @@ from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd
 
 def own_view(target):
     """Facts of the node asked; raises DistError."""
-    with erldist.connect(**target) as conn:
-        facts = ejabberd.cluster_view(conn, target['timeout'])
-        facts['ejabberd_version'], facts['ejabberd_vsn'] = ejabberd.ejabberd_version(
-            conn, target['timeout'])
-        facts['otp_release'] = ejabberd.otp_release(conn, target['timeout'])
+    with erldist.only_dist_errors('asking %s for its view' % target['node']):
+        with erldist.connect(**target) as conn:
+            facts = ejabberd.cluster_view(conn)
+            facts['ejabberd_version'], facts['ejabberd_vsn'] = ejabberd.ejabberd_version(conn)
+            facts['otp_release'] = ejabberd.otp_release(conn)
     return facts
 
 
@@ -156,8 +156,9 @@ def peer_views(target, facts, expected, peer_addresses):
     for peer in sorted(peers):
         options = dict(target, node=peer, address=peer_addresses.get(peer))
         try:
-            with erldist.connect(**options) as conn:
-                views[peer] = ejabberd.cluster_view(conn, target['timeout'])
+            with erldist.only_dist_errors('asking %s for its view' % peer):
+                with erldist.connect(**options) as conn:
+                    views[peer] = ejabberd.cluster_view(conn)
         except erldist.DistError as exc:
             views[peer] = dict(reachable=False, reason=exc.reason, msg=str(exc))
     return views

@@ -116,8 +116,10 @@ elapsed_s:
   returned: when changed and not in check mode
   type: float
 reason:
-  description: The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)).
-  returned: on failure to reach a node
+  description:
+    - The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)),
+      or V(rpc_error) when ejabberd refused the join or leave request.
+  returned: on failure to reach a node, or a refused request
   type: str
 '''
 
@@ -146,9 +148,10 @@ class Member(object):
         """The cluster view of one end; a dropped connection is made again next time."""
         target = self.targets[which]
         try:
-            if which not in self.conns:
-                self.conns[which] = erldist.connect(**target)
-            return ejabberd.cluster_view(self.conns[which], target['timeout'])
+            with erldist.only_dist_errors('asking %s for its view' % target['node']):
+                if which not in self.conns:
+                    self.conns[which] = erldist.connect(**target)
+                return ejabberd.cluster_view(self.conns[which])
         except erldist.DistError:
             conn = self.conns.pop(which, None)
             if conn is not None:
@@ -156,7 +159,9 @@ class Member(object):
             raise
 
     def started(self, which):
-        return ejabberd.ejabberd_started(self.conns[which], self.targets[which]['timeout'])
+        with erldist.only_dist_errors('asking %s for its applications'
+                                      % self.targets[which]['node']):
+            return ejabberd.ejabberd_started(self.conns[which])
 
     def view_or_fail(self, which, doing):
         try:
@@ -170,11 +175,13 @@ class Member(object):
         conn = self.conns[which]
         wait = self.module.params['wait_timeout'] + target['timeout']
         try:
-            answer = conn.rpc('ejabberd_admin', function, [arg.encode('utf-8')], wait)
+            with erldist.only_dist_errors('running ejabberd_admin:%s' % function):
+                return ejabberd.admin_result(
+                    conn.rpc('ejabberd_admin', function, [arg.encode('utf-8')], wait))
         except erldist.DistError as exc:
             self.fail('ejabberd_admin:%s on %s failed: %s' % (function, target['node'], exc),
                       reason=exc.reason)
-        return ejabberd.admin_result(answer)
+        return None  # not reached: fail() exits
 
     def close(self):
         for conn in self.conns.values():
@@ -206,7 +213,8 @@ def join(member, force):
     started = time.monotonic()
     ok, message = member.call('node', 'join_cluster', seed)
     if not ok:
-        member.fail('ejabberd on %s refused to join the cluster of %s: %s' % (node, seed, message))
+        member.fail('ejabberd on %s refused to join the cluster of %s: %s' % (node, seed, message),
+                    reason='rpc_error')
     member.result['message'] = message
 
     def joined():
@@ -239,7 +247,7 @@ def leave(member):
     ok, message = member.call('cluster_node', 'leave_cluster', node)
     if not ok:
         member.fail('ejabberd on %s refused to remove %s from the cluster: %s'
-                    % (seed, node, message))
+                    % (seed, node, message), reason='rpc_error')
     member.result['message'] = message
 
     def left():

@@ -23,7 +23,9 @@ description:
     table that carries user data (accounts, rosters, offline messages, archives, rooms, pubsub...)
     holds records, it refuses unless O(force=true), naming the tables and their counts. Tables kept
     in SQL are not in Mnesia and are not touched.
-  - Idempotent: a node whose Mnesia is stopped and has no database on disc is left alone.
+  - A node left running with Mnesia stopped and no database on disc is left alone (no change).
+    After a reset the node is down, so a second run cannot reach it (reason V(unreachable));
+    call it for a node that runs, as the role C(xmpp.ejabberd.ejabberd) does.
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
   - xmpp.ejabberd.attributes
@@ -99,7 +101,7 @@ reason:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd
-from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, format_term
 
 
 def describe(tables):
@@ -112,13 +114,13 @@ def reset(conn, timeout, backup):
         answer = conn.rpc('mnesia', 'backup', [backup], timeout * 12)
         if answer != Atom('ok'):
             raise erldist.DistError('rpc_error', 'the backup to %s failed: %s; nothing was deleted'
-                                    % (backup, erldist.format_term(answer)))
+                                    % (backup, format_term(answer)))
     conn.rpc('application', 'stop', [Atom('ejabberd')], timeout * 12)
     conn.rpc('mnesia', 'stop', [], timeout * 12)
     answer = conn.rpc('mnesia', 'delete_schema', [[Atom(conn.node)]], timeout * 12)
     if answer != Atom('ok'):
         raise erldist.DistError('rpc_error', 'mnesia:delete_schema failed: %s'
-                                % erldist.format_term(answer))
+                                % format_term(answer))
     # Without its application, ejabberdctl (and so the service's stop command) can no
     # longer talk to the node: it stops itself.
     conn.rpc('init', 'stop', [], timeout)
@@ -147,7 +149,8 @@ def main():
     result = dict(changed=False, node=target['node'])
     timeout = target['timeout']
     try:
-        with erldist.connect(**target) as conn:
+        with erldist.only_dist_errors('reading the database of %s' % target['node']), \
+                erldist.connect(**target) as conn:
             running, has_schema, result['directory'] = ejabberd.mnesia_state(conn, timeout)
             if not running:
                 if has_schema:

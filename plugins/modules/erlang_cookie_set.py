@@ -61,7 +61,7 @@ peers:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erldist
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, ejabberd, erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 
 
@@ -88,24 +88,28 @@ def main():
 
     result = dict(changed=False, node=target['node'])
     try:
-        if accepts(target, new_cookie):
-            module.exit_json(**result)
-        result['changed'] = True
-        if module.check_mode:
-            module.exit_json(**result)
-        with erldist.connect(**target) as conn:
-            peers = sorted(str(n) for n in conn.rpc('erlang', 'nodes', [], target['timeout']))
-            for peer in peers:
-                conn.rpc('erlang', 'set_cookie', [Atom(peer), Atom(new_cookie)], target['timeout'])
-            conn.rpc('erlang', 'set_cookie', [Atom(new_cookie)], target['timeout'])
-        result['peers'] = peers
-        if not accepts(target, new_cookie):
-            module.fail_json(msg='node %s was switched but still refuses the new cookie; check '
-                             'its log' % target['node'], **result)
+        with erldist.only_dist_errors('switching the cookie of %s' % target['node']):
+            if accepts(target, new_cookie):
+                module.exit_json(**result)
+            result['changed'] = True
+            if module.check_mode:
+                module.exit_json(**result)
+            with erldist.connect(**target) as conn:
+                peers = ejabberd.visible_nodes(conn)
+                # secret=True: a node may echo the arguments (the new cookie) in an
+                # error; such an answer is never rendered into a message.
+                for peer in peers:
+                    conn.rpc('erlang', 'set_cookie', [Atom(peer), Atom(new_cookie)], secret=True)
+                conn.rpc('erlang', 'set_cookie', [Atom(new_cookie)], secret=True)
+            result['peers'] = peers
+            if not accepts(target, new_cookie):
+                module.fail_json(msg='node %s was switched but still refuses the new cookie; '
+                                 'check its log' % target['node'], **result)
     except erldist.DistError as exc:
         hint = (' The current cookie (cookie, cookie_file or cookie_user) must be the one the node '
                 'runs with.' if exc.reason == 'cookie_rejected' else '')
-        module.fail_json(msg='cannot switch the cookie of %s: %s.%s' % (target['node'], exc, hint),
+        msg = 'cannot switch the cookie of %s: %s.%s' % (target['node'], exc, hint)
+        module.fail_json(msg=connection.without_secrets(msg, (new_cookie, target['cookie'])),
                          reason=exc.reason, **result)
     module.exit_json(**result)
 

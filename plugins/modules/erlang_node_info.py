@@ -121,15 +121,12 @@ msg:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erldist
-from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, ejabberd, erldist
 
 
-def node_facts(conn, timeout):
+def node_facts(conn):
     """OTP release and visible nodes of the node behind ``conn``."""
-    release = conn.rpc('erlang', 'system_info', [Atom('otp_release')], timeout)
-    nodes = conn.rpc('erlang', 'nodes', [], timeout)
-    return dict(otp_release=as_text(release), nodes=sorted(str(n) for n in nodes))
+    return dict(otp_release=ejabberd.otp_release(conn), nodes=ejabberd.visible_nodes(conn))
 
 
 def main():
@@ -144,10 +141,11 @@ def main():
     result = dict(changed=False, reachable=False, node=target['node'])
     started = time.monotonic()
     try:
-        with erldist.connect(**target) as conn:
-            result.update(connection.connection_facts(conn))
-            result.update(node_facts(conn, target['timeout']))
-            result['reachable'] = True
+        with erldist.only_dist_errors('checking node %s' % target['node']):
+            with erldist.connect(**target) as conn:
+                result.update(connection.connection_facts(conn))
+                result.update(node_facts(conn))
+                result['reachable'] = True
     except erldist.DistError as exc:
         result.update(reason=exc.reason, msg=str(exc))
     result['elapsed_ms'] = round((time.monotonic() - started) * 1000, 2)

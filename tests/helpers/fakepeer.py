@@ -31,6 +31,11 @@ import socket
 import struct
 import threading
 import time
+import zlib
+
+# Only to read the client's requests and to write plain replies; hostile replies
+# are written byte by byte by the tests.
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import etf
 
 # Handshake / distribution constants, as in the protocol description.
 TAG_NAME = ord('N')
@@ -51,9 +56,9 @@ def digest(cookie, challenge):
 
 
 class FakeServer(object):
-    """A stoppable threaded TCP server on 127.0.0.1, port 0."""
+    """A stoppable threaded TCP server on 127.0.0.1 (or ``host``), port 0 (or ``port``)."""
 
-    def __init__(self, handler, backlog=16):
+    def __init__(self, handler, backlog=16, host='127.0.0.1', port=0):
         self.handler = handler
         self.accepted = 0
         self.received = []
@@ -61,11 +66,12 @@ class FakeServer(object):
         self.info = {}  # free-form facts a handler records (client name, flags, ...)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self.lock = threading.Lock()  # for handlers that share server.info
         self._socks = []
         self._threads = []
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(('127.0.0.1', 0))
+        self._listener.bind((host, port))
         self._listener.listen(backlog)
         self._listener.settimeout(0.05)
         self.port = self._listener.getsockname()[1]
@@ -189,10 +195,18 @@ class Link(object):
             self.recv_exact(1)
 
     def send(self, data):
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            raise PeerClosed('client connection failed while sending')
+        """All of ``data``, however slowly the client reads (sendall's timeout would
+        count for the whole of it), until the server stops."""
+        view = memoryview(data)
+        while view:
+            if self.server.stopping:
+                raise PeerClosed('server stopping')
+            try:
+                view = view[self.sock.send(view):]
+            except socket.timeout:
+                continue
+            except OSError:
+                raise PeerClosed('client connection failed while sending')
 
     # -- handshake framing (2-byte length)
     def recv_hs(self):
@@ -260,7 +274,9 @@ def answer_raw(data, then='close'):
 class Peer(object):
     """The server side of the version 6 handshake, with knobs to make it lie.
 
-    ``status``: the status string sent after the client's name.
+    ``status``: the status string sent after the client's name, or a function of
+    the client's name giving it (None: close without a status).  What the client
+    answers to a status other than ok goes to ``server.info['replies']``.
     ``name``: the node name sent in the challenge.
     ``challenge_tag``/``challenge_body``: override the challenge message.
     ``ack``: 'right', 'wrong' (a wrong digest), 'close' (close after the reply, as a
@@ -284,10 +300,22 @@ class Peer(object):
         if hello[:1] != b'N':
             raise AssertionError('client sent %r instead of send_name N' % hello[:8])
         flags, creation, name_len = struct.unpack('>QIH', hello[1:15])
-        server.info.update(client_flags=flags, client_creation=creation,
-                           client_name=hello[15:15 + name_len].decode('utf-8'))
-        link.send_hs(b's' + self.status.encode('latin-1'))
-        if self.status not in ('ok', 'ok_simultaneous'):
+        name = hello[15:15 + name_len].decode('utf-8')
+        server.info.update(client_flags=flags, client_creation=creation, client_name=name)
+        with server.lock:
+            server.info.setdefault('client_names', []).append(name)
+        status = self.status(name) if callable(self.status) else self.status
+        server.info.setdefault('replies', [])
+        if status is None:  # close without a status
+            return
+        link.send_hs(b's' + status.encode('latin-1'))
+        if status not in ('ok', 'ok_simultaneous'):
+            try:
+                answer = link.recv_hs()  # the client's answer to 'alive' (strue/sfalse)
+                with server.lock:
+                    server.info['replies'].append(answer)
+            except PeerClosed:
+                return
             link.drain()  # a real node closes; staying open proves the client stops by itself
             return
         challenge = int.from_bytes(os.urandom(4), 'big')
@@ -415,3 +443,180 @@ def pass_through(control, message=b''):
     """A whole after-handshake frame: length, 112, control term bytes, message bytes."""
     body = bytes([PASS_THROUGH]) + control + message
     return struct.pack('>I', len(body)) + body
+
+
+# --------------------------------------------------------------------------- a node that answers RPCs
+
+def encoded(term):
+    """A term's encoding without the version byte (to splice into a message)."""
+    return etf.term_to_binary(term)[1:]
+
+
+def reply_message(ref, reply, compressed=False):
+    """The message ``{Ref, Reply}`` (version byte included); ``reply`` is a term's
+    encoding without its version byte, so it may be anything, valid or not."""
+    head = bytes([104, 2]) + encoded(ref)
+    if compressed:
+        return bytes([VERSION, 80]) + struct.pack('>I', len(head) + len(reply)) \
+            + _zlib_joined(head, reply)
+    return bytes([VERSION]) + head + reply
+
+
+_DEFLATED = {}
+
+
+def _zlib_joined(head, tail):
+    """zlib data of ``head + tail``, with ``tail`` deflated once and kept: a full
+    flush after ``head`` lets an independently deflated ``tail`` follow it (so a
+    hostile reply of 65 MB is not compressed again for every request)."""
+    key = (len(tail), zlib.crc32(tail))
+    if key not in _DEFLATED:
+        raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+        _DEFLATED[key] = raw.compress(tail) + raw.flush()
+    start = zlib.compressobj(9)
+    checksum = zlib.adler32(tail, zlib.adler32(head))
+    return (start.compress(head) + start.flush(zlib.Z_FULL_FLUSH) + _DEFLATED[key]
+            + struct.pack('>I', checksum))
+
+
+def send_to(pid):
+    """The control term of a SEND to ``pid``, version byte included."""
+    return etf.term_to_binary((2, etf.Atom(''), pid))
+
+
+def rpc_server(answer):
+    """After the handshake, answer every rpc the client sends.
+
+    ``answer(module, function, args, request)`` returns raw bytes to send as they
+    are (whole frames), or a list of such frames, or None to send nothing;
+    ``request`` holds ``pid`` and ``ref``.  The calls are recorded in
+    ``server.info['calls']`` as (module, function, args).
+    """
+    def after(link, server, peer):
+        calls = server.info.setdefault('calls', [])
+        while True:
+            packet = link.recv_packet()
+            control, end = etf.decode_term(packet, 1)
+            if control[0] != 6:  # not a REG_SEND (rex)
+                continue
+            gen_call = etf.binary_to_term(packet[end:])
+            (pid, ref), (dummy, module, function, args, dummy2) = gen_call[1], gen_call[2]
+            calls.append((str(module), str(function), args))
+            frames = answer(str(module), str(function), args, {'pid': pid, 'ref': ref})
+            for frame in [frames] if isinstance(frames, bytes) else frames or []:
+                link.send(frame)
+    return after
+
+
+def answer_with(replies, default=None):
+    """An ``answer`` for rpc_server: ``replies[(module, function)]`` is a reply
+    term's encoding (bytes, no version byte) or a function of the request giving
+    whole frames; other calls get ``default`` (an encoding), or no answer."""
+    def answer(module, function, args, request):
+        reply = replies.get((module, function), default)
+        if reply is None:
+            return None
+        if callable(reply):
+            return reply(request)
+        return pass_through(send_to(request['pid']), reply_message(request['ref'], reply))
+    return answer
+
+
+# --------------------------------------------------------------------------- hostile replies
+
+def _big(value):
+    """LARGE_BIG_EXT of a non-negative integer (no version byte)."""
+    raw = value.to_bytes((value.bit_length() + 7) // 8 or 1, 'little')
+    return bytes([111]) + struct.pack('>I', len(raw)) + b'\0' + raw
+
+
+def nested_lists(levels, inner=b'j'):
+    """``[[[...inner...]]]``, ``levels`` deep (no version byte)."""
+    return (bytes([108]) + struct.pack('>I', 1)) * levels + inner + b'j' * levels
+
+
+def long_strings(count, length):
+    """A list of ``count`` STRING_EXT of ``length`` bytes each (no version byte)."""
+    return (bytes([108]) + struct.pack('>I', count)
+            + (bytes([107]) + struct.pack('>H', length) + b's' * length) * count + b'j')
+
+
+def list_tail_chain(levels, per_level):
+    """One proper list written as ``levels`` LIST_EXT segments, each the tail of
+    the one before, ``per_level`` small integers each (no version byte)."""
+    return (bytes([108]) + struct.pack('>I', per_level) + bytes([97, 7]) * per_level) * levels \
+        + b'j'
+
+
+def _reply(body, compressed=False, ref=None):
+    """An answer for rpc_server: the frame of ``{Ref, body}`` (``ref``: another ref)."""
+    def frames(request):
+        return pass_through(send_to(request['pid']),
+                            reply_message(ref or request['ref'], body, compressed))
+    return frames
+
+
+def _stream(count, body, compressed=False):
+    """``count`` replies with a wrong reference, then silence."""
+    def frames(request):
+        other = etf.Reference(request['ref'].node, request['ref'].creation, [1, 2, 3])
+        return [_reply(body, compressed, other)(request)] * count
+    return frames
+
+
+def _to_other_pid(body):
+    """The right reference, sent to another pid."""
+    def frames(request):
+        pid = request['pid']
+        other = etf.Pid(pid.node, pid.id + 1, pid.serial, pid.creation)
+        return pass_through(send_to(other), reply_message(request['ref'], body))
+    return frames
+
+
+def _deep_control(request):
+    """A SEND whose control term is a list nested 330 deep (it has no operation code)."""
+    return pass_through(bytes([VERSION]) + nested_lists(330), reply_message(request['ref'], b'j'))
+
+
+def _huge_control(request):
+    """A SEND_TT whose trace token is a list of 20 million small integers."""
+    token = bytes([108]) + struct.pack('>I', 20000000) + b'a\x01' * 20000000 + b'j'
+    control = (bytes([VERSION, 104, 4]) + encoded(12) + encoded(etf.Atom(''))
+               + encoded(request['pid']) + token)
+    return pass_through(control, reply_message(request['ref'], b'j'))
+
+
+def _small_tuples(count):
+    """A list of ``count`` empty tuples: 2 bytes each on the wire, a Python object each."""
+    return bytes([108]) + struct.pack('>I', count) + b'h\0' * count + b'j'
+
+
+# Hostile answers to one rpc, by name: functions of the request giving frames.
+# Each is what a broken or malicious node could send; the client must end every
+# call with a DistError, within its timeout, in bounded memory.
+HOSTILE_REPLIES = {
+    # 1,000 strings of 65,535 chars: 65.5 MB inflated from about 64 KB
+    'long_strings_compressed': _reply(long_strings(1000, 65535), compressed=True),
+    # 12 of those with a wrong reference: each must be dropped before the next
+    'wrong_ref_stream': _stream(12, long_strings(1000, 65535), compressed=True),
+    # wrong-reference replies that fit the budget (about 20 MB each), 8 in a row
+    'wrong_ref_stream_fitting': _stream(8, long_strings(1200, 1000), compressed=True),
+    # one list in 500 tail segments of 1,000 elements: quadratic if concatenated
+    'list_tail_chain': _reply(list_tail_chain(500, 1000), compressed=True),
+    # 460 strings of 65,535 chars: 30 MB inflated, and each string 0.5 MB more decoded
+    'long_strings_half': _reply(long_strings(460, 65535), compressed=True),
+    # a 29 MB binary: packet and copy together just fit the client's 60 MB budget
+    'binary_filling_the_budget': _reply(bytes([109]) + struct.pack('>I', 29 << 20)
+                                        + b'b' * (29 << 20)),
+    # 800,000 empty tuples: slow to decode, within the memory budget
+    'many_small_tuples': _reply(_small_tuples(800000)),
+    'badrpc_deep': _reply(bytes([104, 2, 119, 6]) + b'badrpc' + nested_lists(330)),
+    'badrpc_bigint': _reply(bytes([104, 2, 119, 6]) + b'badrpc' + _big(1 << 20000)),
+    'error_bigint': _reply(bytes([104, 2, 119, 5]) + b'error' + _big(1 << 20000)),
+    'nodes_with_bigint': _reply(bytes([108, 0, 0, 0, 2]) + encoded(etf.Atom('a@b'))
+                                + _big(1 << 20000) + b'j'),
+    'integer_for_a_list': _reply(bytes([98]) + struct.pack('>i', 42)),
+    'control_deep': _deep_control,
+    'control_huge': _huge_control,
+    'reply_to_another_pid': _to_other_pid(encoded([])),
+}

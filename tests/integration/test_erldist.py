@@ -239,7 +239,7 @@ def test_wrong_cookie_is_cookie_rejected(any_node):
     exc, _elapsed = expect_reason('cookie_rejected', lambda: connect(any_node, cookie='not-the-cookie'))
     assert 'cookie' in str(exc)
     # the node did not let us in
-    assert not [n for n in set(node_list(any_node, 'nodes(hidden)')) - before if n.startswith('xmpp_ejabberd_')]
+    assert not [n for n in set(node_list(any_node, 'nodes(hidden)')) - before if n.startswith(erldist.NAME_PREFIX)]
 
 
 def test_unknown_name_is_not_registered_and_lists_the_names(epmd_node):

@@ -10,6 +10,10 @@
     costs little CPU.
 (c) Hand-made hostile inputs: huge declared sizes, zip bombs, deep nesting,
     tags that must be refused.
+(d) Issue 9: deep and large structures; the memory budget (what a decode
+    charges covers what it allocates, measured), the deadline and linear list
+    tails; everything that renders terms (format_term, the module helpers of
+    ejabberd.py) gives bounded, JSON-serialisable text for any term, or DistError.
 
 Set-up: tests/conftest.py loads the hypothesis profile (no deadline: CI shares
 2 cores), so the time bound is enforced here on CPU time per call instead.
@@ -22,8 +26,10 @@ from __future__ import annotations
 # Exact types are the point here (bytes, not BitBinary; Atom, not str).
 # pylint: disable=unidiomatic-typecheck
 
+import json
 import os
 import struct
+import sys
 import time
 import tracemalloc
 import zlib
@@ -33,7 +39,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.xmpp.ejabberd.plugins.module_utils import etf
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd, erldist, etf
 
 DERANDOMIZE = bool(os.environ.get("CI"))
 
@@ -642,3 +648,245 @@ ENCODER_REFUSES = [
 def test_encoder_refuses_with_term_error(term):
     with pytest.raises(etf.TermError):
         etf.term_to_binary(term)
+
+
+# --------------------------------------------------------------------------- (d) issue 9
+
+def _charges_cover(data, budget, what):
+    """Decode ``data`` with a budget of ``budget`` bytes: whether it is refused or
+    not, the Python heap may not grow past the budget (plus a little for the
+    decoder's own frames and the last, uncharged, step)."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        try:
+            etf.binary_to_term(data, max_bytes=budget)
+            refused = False
+        except etf.TermError:
+            refused = True
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak <= budget + (256 << 10), "%s: %d bytes allocated for a budget of %d" % (
+        what, peak, budget)
+    return refused
+
+
+def _list(count, element):
+    return bytes([etf.LIST_EXT]) + _u32(count) + element * count + b"j"
+
+
+_SMALL_NODE = bytes([etf.SMALL_ATOM_UTF8_EXT, 3]) + b"n@h"
+# Shapes that make many Python objects from few bytes: (what, element encoding).
+CHEAP_ON_THE_WIRE = {
+    "small_ints": bytes([etf.SMALL_INTEGER_EXT, 7]),
+    "ints": bytes([etf.INTEGER_EXT]) + _u32(123456789),
+    "floats": bytes([etf.NEW_FLOAT_EXT]) + struct.pack(">d", 1.5),
+    "atoms_short": bytes([etf.SMALL_ATOM_UTF8_EXT, 1]) + b"a",
+    "atoms_255_emoji": bytes([etf.ATOM_UTF8_EXT]) + struct.pack(">H", 255 * 4) + "\U0001F600".encode() * 255,
+    "empty_lists": b"j",
+    "empty_tuples": bytes([etf.SMALL_TUPLE_EXT, 0]),
+    "pairs": bytes([etf.SMALL_TUPLE_EXT, 2, etf.SMALL_INTEGER_EXT, 1, etf.SMALL_INTEGER_EXT, 2]),
+    "strings_64k": bytes([etf.STRING_EXT]) + struct.pack(">H", 65535) + b"s" * 65535,
+    "strings_1": bytes([etf.STRING_EXT, 0, 1]) + b"s",
+    "binaries_empty": bytes([etf.BINARY_EXT]) + _u32(0),
+    "binaries_1k": bytes([etf.BINARY_EXT]) + _u32(1024) + b"b" * 1024,
+    "bit_binaries": bytes([etf.BIT_BINARY_EXT]) + _u32(1) + b"\x03\xe0",
+    "big_ints": bytes([etf.SMALL_BIG_EXT, 9, 0]) + b"\xff" * 9,
+    "pids": bytes([etf.NEW_PID_EXT]) + _SMALL_NODE + b"\0" * 12,
+    "refs": bytes([etf.NEWER_REFERENCE_EXT, 0, 5]) + _SMALL_NODE + b"\0" * 24,
+    "ports": bytes([etf.V4_PORT_EXT]) + _SMALL_NODE + b"\0" * 12,
+    "exports": bytes([etf.EXPORT_EXT]) + _SMALL_NODE + _SMALL_NODE + bytes([etf.SMALL_INTEGER_EXT, 1]),
+    "funs": bytes([etf.NEW_FUN_EXT]) + _u32(8) + b"\0" * 4,
+    "maps": bytes([etf.MAP_EXT]) + _u32(1) + bytes([etf.INTEGER_EXT]) + _u32(99) + b"j",
+    "improper_lists": bytes([etf.LIST_EXT]) + _u32(1) + b"j" + bytes([etf.SMALL_INTEGER_EXT, 1]),
+    "map_with_list_keys": bytes([etf.MAP_EXT]) + _u32(1) + bytes([etf.STRING_EXT, 0, 1]) + b"k" + b"j",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(CHEAP_ON_THE_WIRE))
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "compressed"])
+def test_the_budget_covers_what_a_decode_allocates(shape, compressed):
+    """Far more elements of each shape than a 4 MB budget holds (each is charged at
+    least its list slot): refused, and the measured allocation stays within it."""
+    element = CHEAP_ON_THE_WIRE[shape]
+    budget = 4 << 20
+    assert etf.binary_to_term(V + _list(3, element), max_bytes=budget) is not None
+    count = min(budget // 16 + 1, (48 << 20) // len(element))
+    body = _list(count, element)
+    data = _compressed(body, level=1) if compressed else V + body
+    assert _charges_cover(data, budget, "%s x%d" % (shape, count)), "not refused"
+
+
+def test_the_budget_counts_the_inflated_bytes():
+    data = _compressed(bytes([etf.BINARY_EXT]) + _u32(3 << 20) + b"b" * (3 << 20))
+    with pytest.raises(etf.TermError, match="memory"):
+        etf.binary_to_term(data, max_bytes=2 << 20)
+    assert len(etf.binary_to_term(data, max_bytes=8 << 20)) == 3 << 20
+
+
+def test_a_passed_deadline_stops_a_long_decode():
+    data = V + _list(200000, bytes([etf.SMALL_INTEGER_EXT, 1]))
+    start = time.process_time()
+    with pytest.raises(etf.TermTimeout):
+        etf.binary_to_term(data, deadline=time.monotonic() - 1)
+    assert time.process_time() - start < 0.1
+    assert len(etf.binary_to_term(data, deadline=time.monotonic() + 60)) == 200000
+
+
+def test_a_passed_deadline_stops_inflating():
+    data = _compressed(b"m" + b"\0" * (32 << 20))
+    start = time.process_time()
+    with pytest.raises(etf.TermTimeout):
+        etf.binary_to_term(data, deadline=time.monotonic() - 1)
+    assert time.process_time() - start < 0.1
+
+
+@pytest.mark.parametrize("levels, per_level", [(512, 1000), (500, 4000)])
+def test_list_tails_are_joined_in_linear_time(levels, per_level):
+    """A list written as ``levels`` tail segments: concatenated level by level it took
+    seconds (quadratic); appended in place it is as quick as one flat list."""
+    chain = _compressed(b"".join(bytes([etf.LIST_EXT]) + _u32(per_level)
+                                 + bytes([etf.SMALL_INTEGER_EXT, 7]) * per_level
+                                 for dummy in range(levels)) + b"j", level=9)
+    flat = _compressed(_list(levels * per_level, bytes([etf.SMALL_INTEGER_EXT, 7])), level=9)
+    assert len(chain) < 12000  # a few kilobytes on the wire
+    times = []
+    for data in (flat, chain):
+        start = time.process_time()
+        assert etf.binary_to_term(data) == [7] * (levels * per_level)
+        times.append(time.process_time() - start)
+    assert times[1] < 2 * times[0] + 0.05, "flat %.3f s, chained %.3f s" % tuple(times)
+
+
+def test_a_tail_chain_deeper_than_max_depth_is_still_refused():
+    """Each tail segment still counts one level, as when they were nested calls."""
+    segment = bytes([etf.LIST_EXT]) + _u32(1) + b"j"
+    assert etf.binary_to_term(V + segment * etf.MAX_DEPTH + b"j") == [[]] * etf.MAX_DEPTH
+    with pytest.raises(etf.TermError, match="nested"):
+        etf.binary_to_term(V + segment * (etf.MAX_DEPTH + 1) + b"j")
+
+
+# -- rendering: format_term and what the modules return
+
+def assert_renders(term, limit=400):
+    """format_term: valid text within the limit, quickly, and as JSON too."""
+    start = time.process_time()
+    text = etf.format_term(term, limit)
+    assert time.process_time() - start < CALL_CPU_BOUND
+    assert isinstance(text, str) and len(text) <= limit + 3
+    text.encode("utf-8")  # no lone surrogates
+    json.loads(json.dumps(text))
+    return text
+
+
+def assert_module_helpers(term):
+    """What the modules make of an answer: DistError, or small JSON-serialisable values."""
+    try:
+        names = ejabberd.node_list(term, "erlang:nodes()", "x@h")
+        assert all(isinstance(n, str) for n in names) and len(names) <= ejabberd.MAX_NODES
+        json.dumps(names)
+    except erldist.DistError as exc:
+        assert exc.reason == "rpc_error" and len(str(exc)) < 1000
+    for value in (ejabberd.short_text(term), ejabberd.admin_result(term),
+                  ejabberd.admin_result((etf.Atom("error"), term))):
+        assert len(json.dumps(value)) < 13 * ejabberd.MAX_TEXT  # \\uXXXX pairs at worst
+
+
+@fuzz(300)
+@given(TERMS)
+@example([])
+@example(1 << 20000)
+@example((etf.Atom("error"), -(1 << 50000)))
+@example([etf.Atom("a@b"), 1 << 14500])
+@example([0xD800, 0xDFFF])
+@example(etf.Atom("a\nb\x00"))
+def test_any_term_renders_within_bounds(term):
+    assert_renders(term)
+    assert_renders(term, 20)
+    assert_module_helpers(term)
+
+
+@fuzz(300)
+@given(st.one_of(mutated_encodings(), tag_soup(), framed()))
+def test_anything_decoded_renders_within_bounds(data):
+    result = decode_checked(data)
+    if result is not REFUSED:
+        assert_renders(result)
+        assert_module_helpers(result)
+
+
+def _deep(kind, levels):
+    term = etf.Atom("core")
+    for dummy in range(levels):
+        if kind == "list":
+            term = [term]
+        elif kind == "tuple":
+            term = (term, 1)
+        elif kind == "map":
+            term = {etf.Atom("k"): term}
+        elif kind == "improper":
+            term = etf.ImproperList([1], term)
+        else:
+            term = etf.NativeRecord("m", "r", True, [("f", term)])
+    return term
+
+
+@pytest.mark.parametrize("levels", [330, etf.MAX_DEPTH, 100000])
+@pytest.mark.parametrize("kind", ["list", "tuple", "map", "improper", "record"])
+def test_deep_terms_render_without_recursion(kind, levels):
+    text = _no_recursion_error(assert_renders, _deep(kind, levels))
+    assert text.endswith("...")
+
+
+@pytest.mark.parametrize("term", [
+    list(range(2000000)),
+    tuple(range(2000000)),
+    {k: k for k in range(300000)},
+    etf.MapPairs([([k], k) for k in range(100000)]),
+    b"\xff" * (32 << 20),
+    "x" * (32 << 20),
+    [ord("a")] * 3000000,
+    etf.Fun(etf.NEW_FUN_EXT, b"\0" * (8 << 20)),
+    etf.BitBinary(b"\x80" * (8 << 20), 1),
+], ids=["list", "tuple", "map", "map_pairs", "binary", "str", "charlist", "fun", "bits"])
+def test_large_terms_render_in_bounded_time(term):
+    assert assert_renders(term).endswith("...") or isinstance(term, (etf.Fun, etf.BitBinary))
+
+
+def test_decoded_deep_and_large_structures_render():
+    deep = etf.binary_to_term(V + bytes([etf.LIST_EXT]) + _u32(1) + DEEP_BODIES["tuple"](500)
+                              + b"j")
+    wide = etf.binary_to_term(_compressed(_list(500000, bytes([etf.SMALL_INTEGER_EXT, 200]))))
+    big = etf.binary_to_term(V + bytes([etf.LARGE_BIG_EXT]) + _u32(20000) + b"\0" + b"\xff" * 20000)
+    for term in (deep, wide, big):
+        assert_renders(term)
+        assert_module_helpers(term)
+    assert etf.format_term(big) == "<160000-bit integer>"
+
+
+def test_threads_decoding_deep_terms_at_once_keep_their_stack():
+    """The recursion limit is raised for the coder while any thread uses it: one
+    thread finishing must not lower it under another one that is deep inside a term."""
+    import threading  # pylint: disable=import-outside-toplevel
+    deep = V + DEEP_BODIES["tuple"](etf.MAX_DEPTH - 1)
+    shallow = etf.term_to_binary([1, 2, 3])
+    limit = sys.getrecursionlimit()
+    errors = []
+
+    def work(data):
+        try:
+            for dummy in range(150):
+                etf.binary_to_term(data)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(deep if i % 2 else shallow,))
+               for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    assert sys.getrecursionlimit() == limit
