@@ -30,8 +30,8 @@ PYTHON ?= $(shell if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info[
 PIP_VERSION := 26.3
 
 # OS packages the tests and the lab need (Debian/Ubuntu names).
-# shellcheck: for the shellcheck sanity test.
-DEB_PACKAGES := erlang-base erlang-dev docker.io debootstrap nftables hyperfine iproute2 python3-venv shellcheck
+# shellcheck: for the shellcheck sanity test. openssh-client: ssh and ssh-keygen for the VM-like lab.
+DEB_PACKAGES := erlang-base erlang-dev docker.io debootstrap nftables hyperfine iproute2 python3-venv shellcheck openssh-client
 
 # Sanity: the Python versions to byte-compile the plugins with (target code supports >= 3.9).
 SANITY_PYTHON := 3.11
