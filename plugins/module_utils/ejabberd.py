@@ -17,6 +17,8 @@ import time
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text, format_term
 
+# Seconds for a query when the caller gives none (slow steps get twelve times more).
+DEFAULT_SLOW = 5.0
 # More node names than any cluster has: a longer answer is not a node list.
 MAX_NODES = 10000
 # Characters kept of a text a module returns (a version, a message from ejabberd).
@@ -170,3 +172,37 @@ def mnesia_state(conn, timeout=None):
     has_schema = conn.rpc('mnesia', 'system_info', [Atom('use_dir')], timeout) is True
     directory = short_text(conn.rpc('mnesia', 'system_info', [Atom('directory')], timeout))
     return running, has_schema, directory
+
+
+def delete_database(conn, timeout=None, backup=None):
+    """Delete the node's Mnesia database as ejabberd does before a join (ejabberd and
+    Mnesia stopped, ``mnesia:delete_schema/1``), after ejabberd's own backup to the path
+    ``backup`` if given; then stop the node. DistError on failure (nothing deleted
+    when the backup fails)."""
+    slow = (timeout or DEFAULT_SLOW) * 12
+    if backup:
+        answer = conn.rpc('mnesia', 'backup', [backup], slow)
+        if answer != Atom('ok'):
+            raise erldist.DistError('rpc_error', 'the backup to %s failed: %s; nothing was deleted'
+                                    % (backup, format_term(answer, 200)))
+    conn.rpc('application', 'stop', [Atom('ejabberd')], slow)
+    conn.rpc('mnesia', 'stop', [], slow)
+    answer = conn.rpc('mnesia', 'delete_schema', [[Atom(conn.node)]], slow)
+    if answer != Atom('ok'):
+        raise erldist.DistError('rpc_error', 'mnesia:delete_schema failed on %s: %s'
+                                % (conn.node, format_term(answer, 200)))
+    # Without its application, ejabberdctl (and so the service's stop command) can no
+    # longer talk to the node: it stops itself, as ejabberd's leave_cluster stops it.
+    conn.rpc('init', 'stop', [], timeout)
+
+
+def wait_stopped(target, wait_timeout=60.0):
+    """Poll until the node of ``target`` (erldist.connect arguments) no longer answers;
+    False if it still does after ``wait_timeout`` seconds."""
+    def gone():
+        try:
+            erldist.connect(**target).close()
+        except erldist.DistError as exc:
+            return exc.reason in ('unreachable', 'epmd_unreachable', 'not_registered')
+        return False
+    return poll(gone, wait_timeout) or False

@@ -44,8 +44,10 @@ options:
   state:
     description:
       - V(present) makes O(node) a member; V(absent) removes it.
-      - ejabberd stops the node that leaves (it halts its Erlang VM); started again, it is a
-        standalone node with an empty database.
+      - A running node that leaves is stopped (its Erlang VM halts, as ejabberd's own leave does) after
+        its local database is deleted; started again, it is a standalone node with an empty database.
+        The module does that deletion itself, so the result is the same on every ejabberd release
+        (since 26.04 ejabberd halts the leaving node without it, and the node would rejoin).
       - A node that is stopped is removed from the cluster's schema only; its own database still
         lists the cluster, and it rejoins when started, unless its Mnesia directory is deleted
         first. The module warns about it.
@@ -171,6 +173,7 @@ class Member(object):
                       reason=exc.reason)
 
     def call(self, which, function, arg):
+        """``(ok, message)`` of ``ejabberd_admin:function(arg)`` run on one end."""
         target = self.targets[which]
         conn = self.conns[which]
         wait = self.module.params['wait_timeout'] + target['timeout']
@@ -244,6 +247,8 @@ def leave(member):
         return
 
     started = time.monotonic()
+    if node in theirs['running_nodes']:
+        stop_leaving(member)
     ok, message = member.call('cluster_node', 'leave_cluster', node)
     if not ok:
         member.fail('ejabberd on %s refused to remove %s from the cluster: %s'
@@ -255,6 +260,29 @@ def leave(member):
     wait_for(member, left, 'leave')
     member.result['elapsed_s'] = round(time.monotonic() - started, 2)
     member.result['after'] = member.view('cluster_node')['known_nodes']
+
+
+def stop_leaving(member):
+    """Delete the leaving node's database and stop it, before the cluster drops it.
+
+    What ejabberd's leave_cluster did itself up to 24.12; since 26.04 it halts the node
+    without, and the node rejoins when started again. Done here, the result is the same
+    on every release: the node is stopped, and started again it stands alone, empty.
+    """
+    target = member.targets['node']
+    try:
+        with erldist.only_dist_errors('stopping %s' % target['node']):
+            conn = member.conns.pop('node', None) or erldist.connect(**target)
+            with conn:
+                ejabberd.delete_database(conn, target['timeout'])
+    except erldist.DistError as exc:
+        member.fail('cannot stop %s before it leaves: %s' % (target['node'], exc),
+                    reason=exc.reason)
+    if not ejabberd.wait_stopped(target, member.module.params['wait_timeout']):
+        member.fail('%s was told to stop before leaving but still answers after wait_timeout '
+                    '(%s s); stop its service, then run again' % (target['node'],
+                                                                  member.module.params['wait_timeout']),
+                    reason='timeout')
 
 
 def wait_for(member, check, what):

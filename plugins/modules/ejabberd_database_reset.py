@@ -101,40 +101,10 @@ reason:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd
-from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, format_term
 
 
 def describe(tables):
     return ', '.join('%s (%d)' % item for item in sorted(tables.items()))
-
-
-def reset(conn, timeout, backup):
-    """Stop ejabberd and Mnesia, back up if asked, delete the schema; DistError on failure."""
-    if backup:
-        answer = conn.rpc('mnesia', 'backup', [backup], timeout * 12)
-        if answer != Atom('ok'):
-            raise erldist.DistError('rpc_error', 'the backup to %s failed: %s; nothing was deleted'
-                                    % (backup, format_term(answer)))
-    conn.rpc('application', 'stop', [Atom('ejabberd')], timeout * 12)
-    conn.rpc('mnesia', 'stop', [], timeout * 12)
-    answer = conn.rpc('mnesia', 'delete_schema', [[Atom(conn.node)]], timeout * 12)
-    if answer != Atom('ok'):
-        raise erldist.DistError('rpc_error', 'mnesia:delete_schema failed: %s'
-                                % format_term(answer))
-    # Without its application, ejabberdctl (and so the service's stop command) can no
-    # longer talk to the node: it stops itself.
-    conn.rpc('init', 'stop', [], timeout)
-
-
-def wait_stopped(target):
-    """Poll until the node no longer answers; False if it still does after a minute."""
-    def gone():
-        try:
-            erldist.connect(**target).close()
-        except erldist.DistError as exc:
-            return exc.reason in ('unreachable', 'epmd_unreachable', 'not_registered')
-        return False
-    return ejabberd.poll(gone, 60.0) or False
 
 
 def main():
@@ -172,10 +142,10 @@ def main():
                     reason='user_data', **result)
             result['changed'] = True
             if not module.check_mode:
-                reset(conn, timeout, module.params['backup'])
+                ejabberd.delete_database(conn, timeout, module.params['backup'])
                 if module.params['backup']:
                     result['backup'] = module.params['backup']
-        if result['changed'] and not module.check_mode and not wait_stopped(target):
+        if result['changed'] and not module.check_mode and not ejabberd.wait_stopped(target):
             module.fail_json(msg='the database of %s was deleted, but the node still answers a '
                              'minute after it was told to stop: stop its service' % target['node'],
                              reason='timeout', **result)

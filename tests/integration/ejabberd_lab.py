@@ -43,6 +43,7 @@ MODULE_PACKAGE = "ansible_collections.xmpp.ejabberd.plugins.modules"
 RELEASES = {
     "bookworm": {"ejabberd": "23.01", "otp": "25"},
     "trixie": {"ejabberd": "24.12", "otp": "27"},
+    "forky": {"ejabberd": "26.07", "otp": "29"},
 }
 
 

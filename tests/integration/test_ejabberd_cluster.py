@@ -3,8 +3,8 @@
 """ejabberd_cluster_info and ejabberd_cluster_member against real ejabberd clusters.
 
 One lab per Debian suite (bookworm: ejabberd 23.01 / OTP 25, trixie: ejabberd
-24.12 / OTP 27), five containers each, ERL_DIST_PORT mode, started together
-(both suites at once) before the first test. The modules run on the host as
+24.12 / OTP 27, forky: ejabberd 26.07 / OTP 29), five containers each, ERL_DIST_PORT
+mode, started together (every suite at once) before the first test. The modules run on the host as
 Ansible runs them and reach the containers over the lab bridge.
 
     n1 n2 n3  become cluster 1 (n2 -> n1, n3 -> n2); n3 later leaves it
@@ -36,10 +36,10 @@ from ansible_collections.xmpp.ejabberd.tests.integration.ejabberd_lab import (
 
 pytestmark = pytest.mark.lab
 
-SUITES = ("bookworm", "trixie")
+SUITES = ("bookworm", "trixie", "forky")
 # Container name prefixes of this file's labs (plus "-<pid>" of the run); each lab
 # takes a free 172.30.64-89.0/24 subnet unless XMPP_EJABBERD_TEST_SUBNET_<SUITE> names one.
-PREFIXES = {"bookworm": "xecb", "trixie": "xect"}
+PREFIXES = {"bookworm": "xecb", "trixie": "xect", "forky": "xecf"}
 SIZE = 5
 OTHER_COOKIE_NODE = 4
 
