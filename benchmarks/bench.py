@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import ipaddress
 import json
 import os
 import platform
@@ -54,7 +53,7 @@ from ansible_collections.xmpp.ejabberd.tests.helpers import fakepeer as fp  # no
 from ansible_collections.xmpp.ejabberd.tests.helpers import probe  # noqa: E402
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import write_private  # noqa: E402
 from ansible_collections.xmpp.ejabberd.tests.helpers.erlnode import ErlNode  # noqa: E402
-from ansible_collections.xmpp.ejabberd.tests.lab import harness  # noqa: E402
+from ansible_collections.xmpp.ejabberd.tests.helpers import lab as harness  # noqa: E402
 
 IN_PROCESS_TARGET_MS = 5.0
 PROCESS_RATIO_TARGET = 0.25
@@ -67,9 +66,6 @@ HOSTILE_CASES = ("long_strings_compressed", "wrong_ref_stream", "long_strings_ha
                  "binary_filling_the_budget", "wrong_ref_stream_fitting", "list_tail_chain",
                  "many_small_tuples", "badrpc_deep", "badrpc_bigint", "control_deep",
                  "control_huge", "reply_to_another_pid")
-# Lab subnets are picked at run time among these /24s: the first one no docker
-# network overlaps (other lab runs may share the machine). BENCH_SUBNET forces one.
-SUBNET_CANDIDATES = ["172.30.%d.0/24" % i for i in range(200, 255)]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -333,50 +329,10 @@ def bench_hostile(args):
 
 # --------------------------------------------------------------------------- issue 3
 
-def used_subnets():
-    ids = subprocess.run([harness.DOCKER, "network", "ls", "-q"], capture_output=True, text=True,
-                         check=False, stdin=subprocess.DEVNULL).stdout.split()
-    if not ids:
-        return []
-    out = subprocess.run([harness.DOCKER, "network", "inspect", "--format",
-                          "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids],
-                         capture_output=True, text=True, check=False,
-                         stdin=subprocess.DEVNULL).stdout
-    nets = []
-    for word in out.split():
-        try:
-            nets.append(ipaddress.ip_network(word, strict=False))
-        except ValueError:
-            pass
-    return nets
-
-
 def start_lab(suite, prefix):
-    """A started 3-node LabCluster on a free subnet (retried if another run takes it)."""
-    forced = os.environ.get("BENCH_SUBNET")
-    tried = set()
-    for _attempt in range(5):
-        if forced:
-            subnet = forced
-        else:
-            used = used_subnets()
-            free = [c for c in SUBNET_CANDIDATES if c not in tried
-                    and not any(ipaddress.ip_network(c).overlaps(u) for u in used)]
-            if not free:
-                raise RuntimeError("no free /24 among 172.30.200-254.0/24; set BENCH_SUBNET")
-            subnet = free[0]
-        tried.add(subnet)
-        log("lab %s: starting 3 ejabberd containers (prefix %s, subnet %s)"
-            % (suite, prefix, subnet))
-        lab = harness.LabCluster(suite=suite, size=3, prefix=prefix, subnet=subnet,
-                                 dist_port=5210)
-        try:
-            return lab.up()
-        except harness.LabError as exc:
-            if forced or "overlap" not in str(exc):
-                raise
-            log("lab %s: subnet %s was taken meanwhile, trying another" % (suite, subnet))
-    raise RuntimeError("could not create a lab network after 5 tries")
+    """A started 3-node LabCluster on a free subnet (the harness picks it)."""
+    log("lab %s: starting 3 ejabberd containers (prefix %s)" % (suite, prefix))
+    return harness.LabCluster(suite=suite, size=3, prefix=prefix, dist_port=5210).up()
 
 
 def run_lab_suite(suite, args, workdir, python):

@@ -25,7 +25,7 @@ STATE=$ROOT/.build/demo
 COOKIE_FILE=$STATE/cookie.yml
 SUMMARY=$STATE/verify-summary.json
 LOG=$STATE/site.log
-HARNESS=$ROOT/tests/lab/harness.py
+HARNESS=$ROOT/tests/helpers/lab.py
 PYTHON=$ROOT/.venv/bin/python
 
 log() { echo "demo: $*" >&2; }

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import DOCKER, REPO_ROOT
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import DOCKER, REPO_ROOT
 
 # Where `make collection` links this checkout as ansible_collections/xmpp/ejabberd.
 COLLECTIONS_ROOT = str(REPO_ROOT / ".build" / "collections")

@@ -25,20 +25,12 @@ from typing import Callable, Iterator
 
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import (
     COLLECTIONS_ROOT, require_docker, write_private)
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster, LabError
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import LabCluster
 
 
 RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
                       r"failed=(\d+)\s+skipped=(\d+)", re.M)
 FATAL_RE = re.compile(r"^fatal: \[([^\]]+)\]: FAILED! => (\{.*\})\s*$", re.M)
-
-
-def lab_subnets(variable: str, first: int) -> list[str]:
-    """The subnet the environment variable names, or the ten /24 from 172.30.FIRST.0 on:
-    a test file's lab takes the first free one (another run may hold one)."""
-    if os.environ.get(variable):
-        return [os.environ[variable]]
-    return ["172.30.%d.0/24" % x for x in range(first, first + 10)]
 
 
 def new_cookie(length: int = 32) -> str:
@@ -171,27 +163,16 @@ class PlaybookRunner:
         return Play(proc, time.monotonic() - start, self.secrets)
 
 
-def start_lab(subnets: list[str], make: Callable[[str], LabCluster],
-              prepare: Callable[[LabCluster], None], what: str) -> LabCluster:
-    """The lab on the first free subnet (another run may hold some), then ``prepare(lab)``."""
-    last: Exception | None = None
-    for subnet in subnets:
-        lab = make(subnet)
-        try:
-            lab.up()
-        except LabError as exc:
-            lab.close()
-            if "cannot create network" not in str(exc):
-                raise
-            last = exc
-            continue
-        try:
-            prepare(lab)
-        except BaseException:
-            lab.close()
-            raise
-        return lab
-    raise LabError("no free subnet for the %s: %s" % (what, last))
+def start_lab(lab: LabCluster, prepare: Callable[[LabCluster], None]) -> LabCluster:
+    """``lab`` up (on a free subnet unless it names one), then ``prepare(lab)``; on any
+    failure nothing of it is left."""
+    lab.up()
+    try:
+        prepare(lab)
+    except BaseException:
+        lab.close()
+        raise
+    return lab
 
 
 @contextlib.contextmanager

@@ -21,24 +21,22 @@ later rather than as a puzzling one.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import require_docker
-from ansible_collections.xmpp.ejabberd.tests.integration.ejabberd_lab import (
+from ansible_collections.xmpp.ejabberd.tests.helpers.ejabberd_lab import (
     SuiteLab,
-    remove_stale_runs,
-    run_prefix,
     start_labs,
 )
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import remove_stale_runs, run_prefix
 
 pytestmark = pytest.mark.lab
 
 SUITES = ("bookworm", "trixie", "forky")
 # Container name prefixes of this file's labs (plus "-<pid>" of the run); each lab
-# takes a free 172.30.64-89.0/24 subnet unless XMPP_EJABBERD_TEST_SUBNET_<SUITE> names one.
+# takes a free /24 (tests/helpers/lab.py free_subnet).
 PREFIXES = {"bookworm": "xecb", "trixie": "xect", "forky": "xecf"}
 SIZE = 5
 OTHER_COOKIE_NODE = 4
@@ -64,8 +62,7 @@ def labs_fixture(request):
     for suite in suites:
         remove_stale_runs(PREFIXES[suite])
     built = {s: SuiteLab(s, size=SIZE, other_cookie_nodes=(OTHER_COOKIE_NODE,),
-                         prefix=run_prefix(PREFIXES[s]),
-                         subnet=os.environ.get("XMPP_EJABBERD_TEST_SUBNET_%s" % s.upper()))
+                         prefix=run_prefix(PREFIXES[s]))
              for s in suites}
     start = time.monotonic()
     errors = start_labs(built)

@@ -2,14 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The bundled distribution client against every Erlang/OTP release Debian offers.
 
-One lab container per Debian suite (lab/build-image.sh), each on an internal
-network of its own, running two plain ``erl`` nodes as the unprivileged user
-``ejabberd`` with a private HOME (the cookie goes there on stdin):
+One lab container per Debian suite (lab/build-image.sh; a one-node LabCluster of
+tests/helpers/lab.py, on a network of its own), running two plain ``erl`` nodes as
+the unprivileged user ``ejabberd`` with a private HOME (the cookie goes there on stdin):
 
-    suite      OTP   subnet              m1 (fixed port, no epmd)           m2 (epmd mode)
-    bookworm   25    172.30.91.0/24      m1@<ip>, port 5300, bound to <ip>  m2@<ip>, epmd 4369
-    forky      29    172.30.92.0/24      (same)                             (same)
-    trixie     27    172.30.93.0/24      (same)                             (same)
+    suite      OTP   m1 (fixed port, no epmd)           m2 (epmd mode)
+    bookworm   25    m1@<ip>, port 5300, bound to <ip>  m2@<ip>, epmd 4369
+    forky      29    (same)                             (same)
+    trixie     27    (same)                             (same)
 
 From the host, the client (plugins/module_utils/erldist.py, etf.py) and the
 module erlang_node_info must handle each release: handshake in both modes, the
@@ -18,7 +18,7 @@ name-kind refusals, big and compressed answers, and the term types a node of
 that release produces.  Debian testing (forky) is a moving target: when its
 image cannot be built, its cases skip and say why; bookworm and trixie never skip.
 All containers start together before the first test and are removed at the end,
-also on failure.  ``XMPP_EJABBERD_OTP_SUBNET_<SUITE>`` overrides a subnet.
+also on failure.
 
 Known gap, kept visible as a strict xfail: OTP 29's native records (term tag 67)
 are not decoded yet (test_native_record_from_otp29).
@@ -32,11 +32,9 @@ every name, another process meets 'alive' on each and disturbs none of them.
 from __future__ import annotations
 
 import concurrent.futures
-import ipaddress
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
@@ -47,25 +45,24 @@ from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 from ansible_collections.xmpp.ejabberd.tests.helpers import churn
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import require_docker, wait_until
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import write_private
-from ansible_collections.xmpp.ejabberd.tests.integration.ejabberd_lab import run_module
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import (
-    DOCKER,
-    LAB_DIR,
-    LABEL,
-    LABEL_PREFIX,
-    IMAGE_REPO,
+from ansible_collections.xmpp.ejabberd.tests.helpers.ejabberd_lab import run_module
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import (
+    LabCluster,
+    LabError,
+    docker,
+    ensure_image,
     random_cookie,
-    remove_prefix,
+    remove_stale_runs,
     wait_tcp,
 )
 
 pytestmark = pytest.mark.lab
 
-#: suite -> OTP release its erlang-base package ships, and the lab subnet.
+#: suite -> OTP release its erlang-base package ships.
 SUITES = {
-    'bookworm': {'otp': '25', 'subnet': '172.30.91.0/24'},
-    'trixie': {'otp': '27', 'subnet': '172.30.93.0/24'},
-    'forky': {'otp': '29', 'subnet': '172.30.92.0/24'},
+    'bookworm': {'otp': '25'},
+    'trixie': {'otp': '27'},
+    'forky': {'otp': '29'},
 }
 #: Only this suite may skip, and only when its image cannot be built.
 MOVING = {'forky'}
@@ -74,7 +71,6 @@ HOME = '/tmp/xejotp'           # the nodes' private HOME inside the container
 USER = 'ejabberd'              # every lab image has this system user
 FIXED_PORT = 5300
 WIDE_PORT = '#Port<0.4294967300>'   # a port number of 33 bits: V4_PORT_EXT
-HOST_OFFSET = 10               # the container gets <subnet>.10
 START_TIMEOUT = 60.0
 
 #: Distribution flag names for the report (kernel/include/dist.hrl of OTP 29).
@@ -106,62 +102,20 @@ class ImageUnavailable(RuntimeError):
 
 # --------------------------------------------------------------------------- one suite's container
 
-def docker(args, *, input=None, check=True, timeout=60):  # pylint: disable=redefined-builtin
-    """Run Debian's docker client; ``input`` goes to stdin, never to argv."""
-    proc = subprocess.run([DOCKER, *args], input=input, capture_output=True, text=True,
-                          timeout=timeout, check=False,
-                          stdin=None if input is not None else subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip()[-2000:]
-        raise RuntimeError('docker %s exited %d: %s' % (' '.join(args), proc.returncode, detail))
-    return proc
-
-
-def _pid_alive(pid):
-    try:
-        with open('/proc/%s/cmdline' % pid, 'rb') as handle:
-            return b'python' in handle.read()
-    except OSError:
-        return False
-
-
-def remove_stale(base):
-    """Remove containers and networks ``<base>-<pid>`` of runs that are gone."""
-    prefixes = set(docker(['ps', '-a', '--filter', 'label=%s' % LABEL_PREFIX, '--format',
-                           '{{.Label "%s"}}' % LABEL_PREFIX], check=False).stdout.split())
-    for net in docker(['network', 'ls', '--filter', 'label=%s' % LABEL_PREFIX, '--format',
-                       '{{.Name}}'], check=False).stdout.split():
-        if net.endswith('-net'):
-            prefixes.add(net[:-len('-net')])
-    for prefix in sorted(prefixes):
-        head, _sep, pid = prefix.rpartition('-')
-        if head == base and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(pid):
-            remove_prefix(prefix)
-
-
 class OtpLab:
     """One container of ``suite`` with the nodes m1 (fixed port) and m2 (epmd)."""
 
     def __init__(self, suite):
         self.suite = suite
         self.otp = SUITES[suite]['otp']
-        self.subnet = ipaddress.ip_network(
-            os.environ.get('XMPP_EJABBERD_OTP_SUBNET_%s' % suite.upper(), SUITES[suite]['subnet']))
-        self.ip = str(self.subnet.network_address + HOST_OFFSET)
-        self.gateway = str(self.subnet.network_address + 1)
         self.prefix = '%s-%s-%d' % (BASE, suite, os.getpid())
-        self.network = self.prefix + '-net'
-        self.container = self.prefix + '-n1'
-        self.image = '%s:%s' % (IMAGE_REPO, suite)
+        # ejabberd is not started: the container only hosts the two erl nodes
+        self.cluster = LabCluster(suite=suite, size=1, prefix=self.prefix, start=False)
+        self.ip = self.container = self.gateway = None   # known once the container runs
+        self.nodes = {}
         self.cookie = random_cookie()
-        self.nodes = {
-            'm1': {'name': 'm1@' + self.ip, 'dist_port': FIXED_PORT},
-            'm2': {'name': 'm2@' + self.ip, 'dist_port': None},
-        }
         self.timings = {}
         self.facts = {}
-        self._made_network = False
-        self._made_container = False
         self.tmpdir = tempfile.mkdtemp(prefix='xejotp-%s.' % suite)
         os.chmod(self.tmpdir, 0o700)
         self.cookie_file = write_private(self.tmpdir, 'node.cookie', self.cookie)
@@ -178,32 +132,23 @@ class OtpLab:
         """lab/build-image.sh SUITE (idempotent); ImageUnavailable says what failed."""
         start = time.monotonic()
         try:
-            proc = subprocess.run([str(LAB_DIR / 'build-image.sh'), self.suite], capture_output=True,
-                                  text=True, timeout=1800, check=False, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise ImageUnavailable('lab/build-image.sh %s timed out after 1800 s' % self.suite) from None
+            ensure_image(self.suite)
+        except LabError as exc:
+            raise ImageUnavailable(str(exc)) from None
         self.timings['image'] = time.monotonic() - start
-        if proc.returncode != 0:
-            tail = (proc.stderr + proc.stdout).strip().splitlines()[-25:]
-            raise ImageUnavailable('lab/build-image.sh %s exited %d:\n%s'
-                                   % (self.suite, proc.returncode, '\n'.join(tail)))
 
     def up(self):
-        """Network, container, cookie, both nodes (started together), wait until both answer."""
+        """The container (harness), cookie, both nodes (started together), wait until both answer."""
         start = time.monotonic()
-        remove_stale('%s-%s' % (BASE, self.suite))
-        labels = ['--label', '%s=1' % LABEL, '--label', '%s=%s' % (LABEL_PREFIX, self.prefix)]
-        proc = docker(['network', 'create', '--internal', '--subnet', str(self.subnet),
-                       '--gateway', self.gateway, *labels, self.network], check=False)
-        if proc.returncode != 0:
-            raise RuntimeError('cannot create %s on %s: %s (is another run using the subnet? set '
-                               'XMPP_EJABBERD_OTP_SUBNET_%s)' % (self.network, self.subnet,
-                                                                 proc.stderr.strip(), self.suite.upper()))
-        self._made_network = True
-        docker(['run', '-d', '--name', self.container, '--hostname', 'otp.lab',
-                '--network', self.network, '--ip', self.ip, *labels,
-                self.image, '/usr/bin/tini', '--', 'sleep', 'infinity'])
-        self._made_container = True
+        remove_stale_runs('%s-%s' % (BASE, self.suite))
+        self.cluster.up()
+        node = self.cluster.node(1)
+        self.ip, self.container = node['ip'], node['container']
+        self.gateway = self.cluster.gateway
+        self.nodes = {
+            'm1': {'name': 'm1@' + self.ip, 'dist_port': FIXED_PORT},
+            'm2': {'name': 'm2@' + self.ip, 'dist_port': None},
+        }
         self.exec(['sh', '-c', 'set -e; umask 077; mkdir -p %s; cat > %s/.erlang.cookie; '
                    'chmod 0400 %s/.erlang.cookie; chown -R %s: %s' % (HOME, HOME, HOME, USER, HOME)],
                   input=self.cookie, user='root')
@@ -242,20 +187,10 @@ class OtpLab:
                 time.sleep(0.1)
 
     def close(self):
-        errors = []
-        if self._made_container:
-            proc = docker(['rm', '-f', '-v', self.container], check=False)
-            if proc.returncode != 0 and 'No such container' not in proc.stderr:
-                errors.append(proc.stderr.strip())
-            self._made_container = False
-        if self._made_network:
-            proc = docker(['network', 'rm', self.network], check=False)
-            if proc.returncode != 0 and 'not found' not in proc.stderr:
-                errors.append(proc.stderr.strip())
-            self._made_network = False
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-        if errors:
-            raise RuntimeError('cleanup of %s failed: %s' % (self.prefix, '; '.join(errors)))
+        try:
+            self.cluster.close()
+        finally:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     # -- inside the container
 

@@ -36,14 +36,13 @@ from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import as_text
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import node_accepts, write_private
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    Play, PlaybookRunner, lab_session, lab_subnets, new_cookie, sha256, start_lab)
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster
+    Play, PlaybookRunner, lab_session, new_cookie, sha256, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import LabCluster
 
 pytestmark = pytest.mark.lab
 
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xpb"
-SUBNETS = lab_subnets("XMPP_EJABBERD_TEST_SUBNET_PLAYBOOKS", 120)
 DIST_PORT = 5210
 HOSTS = ("s1", "s2", "s3")          # the cluster; inventory names are the container names
 FRESH = "fresh"                     # stays unconfigured: bad input
@@ -253,10 +252,8 @@ def _add_hosts(lab: LabCluster) -> None:
 
 
 def _start_lab() -> LabCluster:
-    return start_lab(
-        SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=0, prefix=PREFIX, subnet=subnet,
-                                           dist_port=DIST_PORT, start=False, vm=True),
-        _add_hosts, "playbooks lab")
+    return start_lab(LabCluster(suite=SUITE, size=0, prefix=PREFIX, dist_port=DIST_PORT,
+                                start=False, vm=True), _add_hosts)
 
 
 @pytest.fixture(scope="module")

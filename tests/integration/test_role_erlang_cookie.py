@@ -3,7 +3,7 @@
 """Role xmpp.ejabberd.erlang_cookie against lab containers.
 
 The hosts are VM-like (systemd as PID 1, reached over SSH as ``admin`` with sudo). n1 and
-n2 run ejabberd as one cluster under systemd (tests/lab/harness.py, cookie in their files);
+n2 run ejabberd as one cluster under systemd (tests/helpers/lab.py, cookie in their files);
 w1 and w2 have ejabberd installed but never started (the service disabled, no cookie file).
 The role runs through ``ansible-playbook``, as the ejabberd role runs it (``include_role``). Cookies travel in private vars files only
 (never in an argv); files are compared by SHA-256 digest and no cookie is ever printed:
@@ -23,14 +23,13 @@ from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import node_accepts
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    Play, PlaybookRunner, lab_session, lab_subnets, sha256, start_lab)
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster
+    Play, PlaybookRunner, lab_session, sha256, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import LabCluster
 
 pytestmark = pytest.mark.lab
 
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xrck"
-SUBNETS = lab_subnets("XMPP_EJABBERD_TEST_SUBNET_COOKIE", 100)
 DIST_PORT = 5210
 COOKIE_FILE = "/var/lib/ejabberd/.erlang.cookie"   # HOME of user ejabberd in Debian's package
 
@@ -75,10 +74,8 @@ def _prepare(lab: LabCluster) -> None:
 
 
 def _start_lab() -> LabCluster:
-    return start_lab(
-        SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=2, prefix=PREFIX, subnet=subnet,
-                                           dist_port=DIST_PORT, vm=True),
-        _prepare, "cookie lab")
+    return start_lab(LabCluster(suite=SUITE, size=2, prefix=PREFIX, dist_port=DIST_PORT,
+                                vm=True), _prepare)
 
 
 @pytest.fixture(scope="module")

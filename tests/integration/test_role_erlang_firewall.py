@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Role xmpp.ejabberd.erlang_firewall on VM-like lab hosts, with real packets.
 
-The hosts are lab containers that behave like servers (tests/lab/harness.py, ``vm=True``):
+The hosts are lab containers that behave like servers (tests/helpers/lab.py, ``vm=True``):
 systemd is PID 1, sshd runs, and Ansible logs in over SSH as the unprivileged ``admin``
 and becomes root with sudo, as an operator's play does (``include_role``, as the ejabberd
 role does). The package's own ejabberd node runs as it does after installation; it plays
@@ -29,14 +29,13 @@ import time
 import pytest
 
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    FATAL_RE, Play, PlaybookRunner, lab_session, lab_subnets, start_lab)
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import ADMIN_USER, DOCKER, LabCluster
+    FATAL_RE, Play, PlaybookRunner, lab_session, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import ADMIN_USER, DOCKER, LabCluster
 
 pytestmark = pytest.mark.lab
 
 SUITE = os.environ.get("XMPP_EJABBERD_TEST_SUITE", "bookworm")
 PREFIX = "xrfw"
-SUBNETS = lab_subnets("XMPP_EJABBERD_TEST_SUBNET_FIREWALL", 110)
 HOSTS = (1, 2, 3, "out", "fw")
 DIST_PORT = 5210
 OTHER_PORT = 2222          # an operator's own service: never filtered
@@ -87,10 +86,8 @@ class Runner(PlaybookRunner):
 
 
 def _start_lab() -> LabCluster:
-    return start_lab(
-        SUBNETS, lambda subnet: LabCluster(suite=SUITE, size=3, prefix=PREFIX, subnet=subnet,
-                                           start=False, vm=True),
-        _prepare, "firewall lab")
+    return start_lab(LabCluster(suite=SUITE, size=3, prefix=PREFIX, start=False, vm=True),
+                     _prepare)
 
 
 def _prepare(lab: LabCluster) -> None:

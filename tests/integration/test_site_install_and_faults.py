@@ -28,13 +28,12 @@ import re
 import pytest
 
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    PlaybookRunner, lab_session, lab_subnets, start_lab)
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster
+    PlaybookRunner, lab_session, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import LabCluster
 
 pytestmark = pytest.mark.lab
 
 PREFIX = "xsif"
-SUBNETS = lab_subnets("XMPP_EJABBERD_TEST_SUBNET_FAULTS", 160)
 HOSTS = {"bare": False, "nosrc": False, "data": True, "nosudo": True, "masked": True,
          "degraded": True}          # host -> ejabberd installed at boot
 CTL_CFG = "/etc/default/ejabberd"
@@ -72,9 +71,8 @@ def prepare(lab: LabCluster) -> None:
 @pytest.fixture(scope="module")
 def env(request):
     def start() -> LabCluster:
-        return start_lab(SUBNETS, lambda subnet: LabCluster(
-            suite="bookworm", size=0, prefix=PREFIX, subnet=subnet, start=False, vm=True),
-            prepare, "faults lab")
+        return start_lab(LabCluster(suite="bookworm", size=0, prefix=PREFIX, start=False,
+                                    vm=True), prepare)
 
     with lab_session(request, "install and faults lab", start) as session:
         lab = session["lab"]

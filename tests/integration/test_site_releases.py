@@ -26,8 +26,8 @@ import pytest
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text
 from ansible_collections.xmpp.ejabberd.tests.helpers.playbook import (
-    PlaybookRunner, lab_session, lab_subnets, start_lab)
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import LabCluster
+    PlaybookRunner, lab_session, start_lab)
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import LabCluster
 
 pytestmark = pytest.mark.lab
 
@@ -37,10 +37,8 @@ DIST_PORT = 5210
 
 CASES = {
     "trixie-epmd": {"suite": "trixie", "release": "24.12", "otp": "27", "prefix": "xsr24",
-                    "subnets": lab_subnets("XMPP_EJABBERD_TEST_SUBNET_RELEASE_24", 140),
                     "epmd": True, "backend": "nftables"},
     "forky-fixed": {"suite": "forky", "release": "26.07", "otp": "29", "prefix": "xsr26",
-                    "subnets": lab_subnets("XMPP_EJABBERD_TEST_SUBNET_RELEASE_26", 150),
                     "epmd": False, "backend": "ufw"},
 }
 
@@ -81,10 +79,10 @@ def env(request):
     case = CASES[request.param]
 
     def start() -> LabCluster:
-        return start_lab(case["subnets"], lambda subnet: LabCluster(
-            suite=case["suite"], size=len(HOSTS), prefix=case["prefix"], subnet=subnet,
+        return start_lab(LabCluster(
+            suite=case["suite"], size=len(HOSTS), prefix=case["prefix"],
             dist_port=None if case["epmd"] else DIST_PORT, start=False, vm=True),
-            lambda lab: prepare(lab, case), "%s lab" % request.param)
+            lambda lab: prepare(lab, case))
 
     with lab_session(request, "%s lab" % request.param, start) as session:
         lab = session["lab"]

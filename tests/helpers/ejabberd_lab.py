@@ -1,6 +1,6 @@
 # Copyright: xmpp.ejabberd contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Helpers for the module tests against the docker lab (tests/lab/harness.py).
+"""Helpers for the module tests against the docker lab (tests/helpers/lab.py).
 
 * :func:`run_module` runs a module of the collection the way Ansible runs it
   (``python -m <module> ARGS_FILE``) and returns its JSON result.
@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import ipaddress
 import json
 import os
 import secrets
@@ -23,19 +22,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Callable, Iterable, Mapping
 
 from ansible_collections.xmpp.ejabberd.tests.helpers.common import COLLECTIONS_ROOT, write_private
-from ansible_collections.xmpp.ejabberd.tests.lab.harness import (
-    DOCKER,
-    LABEL_PREFIX,
-    LabCluster,
-    LabError,
-    random_cookie,
-    remove_prefix,
-)
+from ansible_collections.xmpp.ejabberd.tests.helpers.lab import LabCluster, LabError, random_cookie
 
 MODULE_PACKAGE = "ansible_collections.xmpp.ejabberd.plugins.modules"
 
@@ -108,17 +99,17 @@ class SuiteLab:
     ejabberd starts: they stand for "a node of somebody else".
     """
 
-    def __init__(self, suite: str, *, size: int, prefix: str, subnet: str | None = None,
+    def __init__(self, suite: str, *, size: int, prefix: str,
                  dist_port: int = 5210, other_cookie_nodes: Iterable[int] = ()) -> None:
         self.suite = suite
         self.release = RELEASES[suite]
         self.size = size
         self.prefix = prefix
         self.dist_port = dist_port
-        self.wanted_subnet = subnet
         self.other_cookie_nodes = tuple(other_cookie_nodes)
         self.other_cookie = random_cookie()
-        self.cluster = self._new_cluster(subnet or "172.30.80.0/24")
+        self.cluster = LabCluster(suite=suite, size=size, prefix=prefix, dist_port=dist_port,
+                                  start=False)
         self.tmpdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-%s." % suite)
         os.chmod(self.tmpdir, 0o700)
         self.cookie_file = write_private(self.tmpdir, "cluster.cookie", self.cluster.cookie)
@@ -126,11 +117,6 @@ class SuiteLab:
         self.timings: dict[str, float] = {}
         self.events: list[tuple[str, float]] = []  # (what, module elapsed_s)
         self.spent: dict[str, list[float]] = {}  # operation -> [count, seconds]
-
-    def _new_cluster(self, subnet: str, cookie: str | None = None) -> LabCluster:
-        self.subnet = ipaddress.ip_network(subnet)
-        return LabCluster(suite=self.suite, size=self.size, prefix=self.prefix, subnet=subnet,
-                          dist_port=self.dist_port, start=False, cookie=cookie)
 
     def __repr__(self) -> str:
         return "SuiteLab(%r)" % self.suite
@@ -140,18 +126,8 @@ class SuiteLab:
     def up(self) -> "SuiteLab":
         """Containers and configuration (harness), then ejabberd on every node at once."""
         t = time.monotonic()
-        for attempt in range(5):
-            # Other lab users on this machine come and go: take a free /24 (the
-            # one asked for, if it is free) and another one if it was taken meanwhile.
-            if self.wanted_subnet is None or attempt:
-                self.cluster = self._new_cluster(free_subnet(), self.cluster.cookie)
-            try:
-                self.cluster.up()
-                break
-            except LabError as exc:
-                self.cluster.close()
-                if "overlaps" not in str(exc) or attempt == 4:
-                    raise
+        self.cluster.up()
+        self.subnet = self.cluster.subnet
         for i in self.other_cookie_nodes:
             self.cluster.set_cookie_file(i, self.other_cookie)
         self.timings["containers"] = time.monotonic() - t
@@ -276,63 +252,6 @@ class SuiteLab:
             if time.monotonic() > end:
                 raise AssertionError("%s: not true after %ss (last: %r)" % (what, timeout, last))
             time.sleep(interval)
-
-
-def run_prefix(base: str) -> str:
-    """``<base>-<pid>``: a prefix of this run only, so that concurrent runs of the
-    same tests (a developer and ``make test``) never remove each other's labs."""
-    return "%s-%d" % (base, os.getpid())
-
-
-def remove_stale_runs(base: str) -> list[str]:
-    """Remove labs ``<base>-<pid>`` whose process is gone (killed runs); returns them."""
-    proc = subprocess.run([DOCKER, "ps", "-a", "--format",
-                           '{{.Label "%s"}}' % LABEL_PREFIX],
-                          capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
-    removed = []
-    for prefix in sorted(set(proc.stdout.split())):
-        head, sep, pid = prefix.rpartition("-")
-        if head != base or not sep or not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                alive = b"python" in handle.read()
-        except OSError:
-            alive = False
-        if not alive:
-            removed += remove_prefix(prefix)
-    return removed
-
-
-_SUBNET_LOCK = threading.Lock()
-_SUBNETS_TAKEN: set[str] = set()
-
-
-def free_subnet(first: int = 64, last: int = 89) -> str:
-    """A 172.30.X.0/24 (X in first..last) that no docker network uses, nor this process."""
-    proc = subprocess.run([DOCKER, "network", "ls", "-q"], capture_output=True, text=True,
-                          check=False, stdin=subprocess.DEVNULL)
-    used: list[Any] = []
-    ids = proc.stdout.split()
-    if ids:
-        out = subprocess.run([DOCKER, "network", "inspect", "--format",
-                              "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids],
-                             capture_output=True, text=True, check=False,
-                             stdin=subprocess.DEVNULL).stdout
-        for net in out.split():
-            try:
-                used.append(ipaddress.ip_network(net, strict=False))
-            except ValueError:
-                pass
-    with _SUBNET_LOCK:
-        for x in range(first, last + 1):
-            candidate = ipaddress.ip_network("172.30.%d.0/24" % x)
-            if str(candidate) in _SUBNETS_TAKEN:
-                continue
-            if not any(candidate.overlaps(u) for u in used if u.version == 4):
-                _SUBNETS_TAKEN.add(str(candidate))
-                return str(candidate)
-    raise LabError("no free 172.30.%d-%d.0/24 subnet for the lab" % (first, last))
 
 
 def start_labs(labs: Mapping[str, SuiteLab]) -> dict[str, BaseException]:

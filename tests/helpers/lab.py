@@ -1,7 +1,7 @@
 """Lab harness: real ejabberd clusters in local Docker containers.
 
 Python 3.11 standard library only. Used by the integration tests and the
-benchmarks, and runnable by hand (``python3 tests/lab/harness.py --help``).
+benchmarks, and runnable by hand (``python3 tests/helpers/lab.py --help``).
 
     with LabCluster(suite="trixie", size=3, prefix="xejt") as lab:
         lab.join_cluster(2, 1)
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -33,7 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 DOCKER = os.environ.get("XMPP_EJABBERD_DOCKER", "/usr/bin/docker")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +56,10 @@ SYSTEMD_RUN_ARGS = ("--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/ru
 CTL_CFG = "/etc/default/ejabberd"  # target of the /etc/ejabberd/ejabberdctl.cfg symlink
 SERVICE_USER = "ejabberd"
 NODE_OFFSET = 10      # node i gets host address .(10 + i): .11, .12, ...
+# Labs without a fixed subnet take the first free /24 from 172.30.100.0 on; below that
+# stay the fixed ones (the demo 172.30.94.0/24, the molecule scenarios 95 and 96).
+SUBNET_POOL = ipaddress.ip_network("172.30.0.0/16")
+SUBNET_POOL_FIRST = 100
 EXTRA_OFFSET = 100    # extra containers get .101, .102, ... unless told otherwise
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,30}$")
@@ -136,6 +142,35 @@ def remove_prefix(prefix: str) -> list[str]:
     return removed
 
 
+def run_prefix(base: str) -> str:
+    """``<base>-<pid>``: a prefix of this run only, so that concurrent runs of the
+    same tests (a developer and ``make test``) never remove each other's labs."""
+    return "%s-%d" % (base, os.getpid())
+
+
+def remove_stale_runs(base: str) -> list[str]:
+    """Remove the labs ``<base>-<pid>`` (containers and networks) whose process is gone
+    (killed runs); returns what was removed."""
+    prefixes = set(docker(["ps", "-a", "--filter", f"label={LABEL_PREFIX}", "--format",
+                           '{{.Label "%s"}}' % LABEL_PREFIX], check=False).stdout.split())
+    prefixes |= {net[:-len("-net")] for net in docker(
+        ["network", "ls", "--filter", f"label={LABEL_PREFIX}", "--format", "{{.Name}}"],
+        check=False).stdout.split() if net.endswith("-net")}
+    removed = []
+    for prefix in sorted(prefixes):
+        head, sep, pid = prefix.rpartition("-")
+        if head != base or not sep or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                alive = b"python" in handle.read()
+        except OSError:
+            alive = False
+        if not alive:
+            removed += remove_prefix(prefix)
+    return removed
+
+
 def _remove_network(net: str) -> None:
     """``docker network rm``, after forcing off endpoints that outlived their containers
     (left when dockerd stopped while the lab ran: "has active endpoints")."""
@@ -158,23 +193,52 @@ def _check_prefix(prefix: str) -> None:
         raise LabError(f"prefix {prefix!r} must match {_PREFIX_RE.pattern}")
 
 
-def _networks_overlapping(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[str]:
+def _docker_subnets() -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    """(network name, subnet) of every docker network."""
     names = docker(["network", "ls", "-q"], check=False).stdout.split()
     if not names:
         return []
     out = docker(["network", "inspect", "--format",
                   "{{.Name}}{{range .IPAM.Config}} {{.Subnet}}{{end}}", *names],
                  check=False).stdout
-    hits = []
+    found = []
     for line in out.splitlines():
         name, *nets = line.split()
         for net in nets:
             try:
-                if ipaddress.ip_network(net, strict=False).overlaps(subnet):
-                    hits.append(f"{name} ({net})")
+                found.append((name, ipaddress.ip_network(net, strict=False)))
             except (ValueError, TypeError):
                 pass
-    return hits
+    return found
+
+
+def _networks_overlapping(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[str]:
+    return [f"{name} ({net})" for name, net in _docker_subnets() if net.overlaps(subnet)]
+
+
+def free_subnet() -> ipaddress.IPv4Network:
+    """A /24 of SUBNET_POOL that no docker network overlaps. Call it under
+    :func:`subnet_lock` and create the network before the lock is released."""
+    used = [net for dummy, net in _docker_subnets() if net.version == 4]
+    for candidate in SUBNET_POOL.subnets(new_prefix=24):
+        if candidate.network_address.packed[2] >= SUBNET_POOL_FIRST and \
+                not any(candidate.overlaps(net) for net in used):
+            return candidate
+    raise LabError(f"no free /24 left in {SUBNET_POOL} from 172.30.{SUBNET_POOL_FIRST}.0: "
+                   "remove stale labs (python3 tests/helpers/lab.py down --prefix ...)")
+
+
+@contextlib.contextmanager
+def subnet_lock() -> Iterator[None]:
+    """One process at a time picks a subnet and creates its network (test workers,
+    the demo and the benchmarks run side by side)."""
+    os.makedirs("/run/lock", exist_ok=True)
+    with open("/run/lock/xmpp-ejabberd-lab-subnets.lock", "w", encoding="ascii") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def wait_tcp(host: str, port: int, timeout: float = 10.0) -> float:
@@ -219,7 +283,7 @@ class LabCluster:
     """
 
     def __init__(self, suite: str = "bookworm", size: int = 3, prefix: str = "xejt",
-                 subnet: str = "172.30.99.0/24", cookie: str | None = None,
+                 subnet: str | None = None, cookie: str | None = None,
                  dist_port: int | None = 5210, *, start: bool = True,
                  extra_cfg: Mapping[str, str | None] | None = None,
                  start_timeout: float = 120.0, parallel: bool = True,
@@ -233,7 +297,8 @@ class LabCluster:
         self.suite = suite
         self.size = size
         self.prefix = prefix
-        self.subnet = ipaddress.ip_network(subnet)
+        # None: a free /24 is taken when the network is made (see free_subnet)
+        self.subnet = ipaddress.ip_network(subnet) if subnet is not None else None
         self._cookie = cookie if cookie is not None else random_cookie()
         self.dist_port = dist_port
         self.start = start
@@ -253,7 +318,6 @@ class LabCluster:
         self._reserved: set[str] = set()
         self.image = f"{IMAGE_REPO}:{suite}"
         self.network = f"{prefix}-net"
-        self.gateway = str(self.subnet.network_address + 1)  # the host's bridge address
         self.timings: dict[str, float] = {}
         self._nodes: list[dict[str, Any]] = []
         self._extras: dict[str, dict[str, Any]] = {}
@@ -272,6 +336,13 @@ class LabCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def gateway(self) -> str:
+        """The host's address on the lab network (the bridge): it reaches every node."""
+        if self.subnet is None:
+            raise LabError("the lab's subnet is chosen when it comes up")
+        return str(self.subnet.network_address + 1)
 
     @property
     def cookie(self) -> str:
@@ -300,15 +371,17 @@ class LabCluster:
         self.timings["remove_stale"] = time.monotonic() - t
 
         t = time.monotonic()
-        proc = docker(["network", "create", "--internal", "--subnet", str(self.subnet),
-                       "--gateway", self.gateway, "--label", f"{LABEL}=1",
-                       "--label", f"{LABEL_PREFIX}={self.prefix}", self.network],
-                      check=False)
+        with subnet_lock():
+            if self.subnet is None:
+                self.subnet = free_subnet()
+            proc = docker(["network", "create", "--internal", "--subnet", str(self.subnet),
+                           "--gateway", self.gateway, "--label", f"{LABEL}=1",
+                           "--label", f"{LABEL_PREFIX}={self.prefix}", self.network],
+                          check=False)
         if proc.returncode != 0:
             raise LabError(f"cannot create network {self.network} on {self.subnet}: "
                            f"{proc.stderr.strip()} (networks using it: "
-                           f"{', '.join(_networks_overlapping(self.subnet)) or 'none'}; "
-                           "give each concurrent run its own subnet)")
+                           f"{', '.join(_networks_overlapping(self.subnet)) or 'none'})")
         self._created_network = True
         self.timings["network"] = time.monotonic() - t
 
@@ -767,7 +840,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--suite", default="bookworm", choices=SUITES)
         p.add_argument("--size", type=int, default=3)
         p.add_argument("--prefix", default="xejdemo")
-        p.add_argument("--subnet", default="172.30.98.0/24")
+        p.add_argument("--subnet", help="default: the first free /24 from 172.30.100.0")
         p.add_argument("--dist-port", type=int, default=5210,
                        help="ERL_DIST_PORT; 0 for epmd mode")
         p.add_argument("--vm", action="store_true",
