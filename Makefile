@@ -214,14 +214,26 @@ pytest: venv collection images
 	  || failed+=(tests/integration)
 	if [ $${#failed[@]} -gt 0 ]; then echo "pytest: failures in $${failed[*]}" >&2; exit 1; fi
 
-# lint, sanity and pytest all run (make -k) even when an earlier one fails, so one
-# run reports every problem; the exit status is non-zero if any of them failed.
+# Every step runs even when an earlier one fails, so one run reports every problem; the
+# exit status is non-zero if any of them failed. pytest and molecule run side by side
+# (their lines prefixed "pytest |" and "molecule |"): both mostly wait for containers
+# to boot and for ejabberd to start, so together they take little more than the longer
+# of the two. The images are built first, once, for both.
 .PHONY: test
 test: deps venv collection
-	if $(MAKE) -k lint sanity pytest molecule; then
+	failed=()
+	start=$$(date +%s)
+	$(MAKE) -k lint sanity || failed+=(lint/sanity)
+	$(MAKE) images || failed+=(images)
+	( $(MAKE) pytest 2>&1 | sed -u 's/^/pytest | /' ) & pytest_pid=$$!
+	( $(MAKE) molecule 2>&1 | sed -u 's/^/molecule | /' ) & molecule_pid=$$!
+	wait "$$pytest_pid" || failed+=(pytest)
+	wait "$$molecule_pid" || failed+=(molecule)
+	echo "make test: $$(( $$(date +%s) - start ))s"
+	if [ $${#failed[@]} -eq 0 ]; then
 	  echo "make test: all steps passed"
 	else
-	  echo "make test: FAILED (see the errors above)" >&2; exit 1
+	  echo "make test: FAILED in $${failed[*]} (see the errors above)" >&2; exit 1
 	fi
 
 # ---------------------------------------------------------------------------
@@ -249,9 +261,9 @@ demo-clean:
 # from an outsider, destroy.
 #   default: bookworm, fixed-port mode (ERL_DIST_PORT 5210, no epmd), nftables
 #   epmd:    forky, epmd mode bound to each node's address, port window, firewalld
-# The scenarios run one after the other (their networks differ, so they could run side
-# by side, but on a small shared machine that is not faster). Each builds the lab
-# image its molecule.yml names, if missing.
+# The scenarios run one after the other (`make test` runs them beside pytest's lab
+# files, which is enough load for a 2-core machine). Each builds the lab image its
+# molecule.yml names, if missing.
 # MOLECULE_SCENARIOS: which ones (default: all). MOLECULE_ARGS: e.g.
 # MOLECULE_ARGS=--destroy=never to keep the containers.
 MOLECULE_SCENARIOS ?= default epmd
