@@ -176,15 +176,12 @@ def mnesia_state(conn, timeout=None):
 
 def delete_database(conn, timeout=None, backup=None):
     """Delete the node's Mnesia database as ejabberd does before a join (ejabberd and
-    Mnesia stopped, ``mnesia:delete_schema/1``), after ejabberd's own backup to the path
+    Mnesia stopped, ``mnesia:delete_schema/1``), after :func:`dump` to the path
     ``backup`` if given; then stop the node. DistError on failure (nothing deleted
     when the backup fails)."""
     slow = (timeout or DEFAULT_SLOW) * 12
     if backup:
-        answer = conn.rpc('mnesia', 'backup', [backup], slow)
-        if answer != Atom('ok'):
-            raise erldist.DistError('rpc_error', 'the backup to %s failed: %s; nothing was deleted'
-                                    % (backup, format_term(answer, 200)))
+        dump(conn, backup, timeout)
     conn.rpc('application', 'stop', [Atom('ejabberd')], slow)
     conn.rpc('mnesia', 'stop', [], slow)
     answer = conn.rpc('mnesia', 'delete_schema', [[Atom(conn.node)]], slow)
@@ -194,6 +191,53 @@ def delete_database(conn, timeout=None, backup=None):
     # Without its application, ejabberdctl (and so the service's stop command) can no
     # longer talk to the node: it stops itself, as ejabberd's leave_cluster stops it.
     conn.rpc('init', 'stop', [], timeout)
+
+
+def dump(conn, path, timeout=None):
+    """ejabberd's own backup of the node's Mnesia database to ``path`` on the node's host;
+    returns the file's size in bytes.
+
+    ``mnesia:backup/1`` is what ``ejabberdctl backup`` runs (ejabberd_admin:backup_mnesia);
+    called here directly, it also works while the ejabberd application is stopped. It
+    holds every table the node's cluster has, not only the node's own copies. Raises
+    DistError ``backup_failed`` (Mnesia writes into a temporary file and renames it at
+    the end, so a failed backup leaves an earlier file at ``path`` as it was).
+    """
+    answer = conn.rpc('mnesia', 'backup', [path], (timeout or DEFAULT_SLOW) * 12)
+    if answer != Atom('ok'):
+        raise erldist.DistError('backup_failed', 'the backup of %s to %s failed: %s (the '
+                                'directory must exist on that host and be writable by the '
+                                'service user)' % (conn.node, path, format_term(answer, 200)))
+    return file_size(conn, path, timeout)
+
+
+def file_size(conn, path, timeout=None):
+    """Size in bytes of a regular file on the node's host, None when there is none."""
+    if conn.rpc('filelib', 'is_regular', [path], timeout) is not True:
+        return None
+    size = conn.rpc('filelib', 'file_size', [path], timeout)
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def restore(conn, path, timeout=None):
+    """Restore the backup at ``path`` (on the node's host) as ``ejabberdctl restore`` does;
+    returns the sorted names of the tables restored.
+
+    ``ejabberd_admin:restore/1`` is ``mnesia:restore/2`` with ejabberd's options:
+    the tables ejabberd uses (accounts, and those of its loaded modules) get the
+    backup's records added to what they hold (keep_tables), every other table of the
+    backup is skipped. ``ejabberdctl restore`` runs it through restore_mnesia/1, which
+    crashes on most errors; called here, every error is named. Mnesia restores in one
+    transaction, on every node of the cluster that holds those tables. Raises DistError
+    ``restore_failed``.
+    """
+    answer = conn.rpc('ejabberd_admin', 'restore', [path], (timeout or DEFAULT_SLOW) * 12)
+    if isinstance(answer, tuple) and len(answer) == 2 and answer[0] == Atom('atomic') \
+            and isinstance(answer[1], list) and len(answer[1]) <= MAX_TABLES \
+            and all(isinstance(t, Atom) for t in answer[1]):
+        return sorted(str(t) for t in answer[1])
+    raise erldist.DistError('restore_failed', 'the restore of %s from %s failed: %s'
+                            % (conn.node, path, format_term(answer, 200)))
 
 
 def wait_stopped(target, wait_timeout=60.0):
