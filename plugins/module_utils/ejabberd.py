@@ -70,6 +70,77 @@ def visible_nodes(conn, timeout=None):
     return node_list(conn.rpc('erlang', 'nodes', [], timeout), 'erlang:nodes()', conn.node)
 
 
+def mnesia_view(conn, timeout=None):
+    """Mnesia's own view of the cluster: ``db_nodes`` (the members of its schema),
+    ``running_db_nodes`` (those it shares the database with now), and the node's
+    ``connected_nodes`` (``erlang:nodes()``), each sorted. Answers while the ejabberd
+    application is stopped or waiting for its tables."""
+    def ask(what):
+        return node_list(conn.rpc('mnesia', 'system_info', [Atom(what)], timeout),
+                         'mnesia:system_info(%s)' % what, conn.node)
+    return dict(db_nodes=ask('db_nodes'), running_db_nodes=ask('running_db_nodes'),
+                connected_nodes=visible_nodes(conn, timeout))
+
+
+def mnesia_views_through(conn, view, timeout=None):
+    """Mnesia's view of each member ``conn``'s node is connected to but does not run
+    with (``view`` is its own :func:`mnesia_view`), asked through that node with
+    ``rpc:call``: ``{name: {db_nodes, running_db_nodes}}``; a member that does not
+    answer gets empty lists (its Mnesia is starting or stopping, not apart)."""
+    views = {}
+    for other in view['db_nodes']:
+        if other == conn.node or other in view['running_db_nodes'] \
+                or other not in view['connected_nodes']:
+            continue
+        theirs = {}
+        for what in ('db_nodes', 'running_db_nodes'):
+            answer = conn.rpc('rpc', 'call', [Atom(other), Atom('mnesia'), Atom('system_info'),
+                                              [Atom(what)], int((timeout or DEFAULT_SLOW) * 1000)],
+                              (timeout or DEFAULT_SLOW) * 2)
+            try:
+                theirs[what] = node_list(answer, 'mnesia:system_info(%s)' % what, other)
+            except erldist.DistError:
+                theirs[what] = []
+        views[other] = theirs
+    return views
+
+
+def partitioned_from(node, view, peers=None):
+    """The members Mnesia on ``node`` runs without although they run, sorted.
+
+    After a network split, each side's Mnesia drops the other from
+    ``running_db_nodes`` and never takes it back by itself, even once the network
+    works and the nodes connect again (it reports ``{inconsistent_database,
+    running_partitioned_network, Node}`` then, in the log only). So a member of
+    ``db_nodes`` that is not running for ``node`` is partitioned from it when
+    ``peers`` (``{name: mnesia_view}`` of the members reached) shows that its
+    Mnesia runs and lists ``node`` in its schema, or, for a member not in ``peers``,
+    when ``node`` is connected to it (Mnesia on both ends up, yet apart). A member
+    that is only down is neither.
+    """
+    if node not in view['running_db_nodes']:
+        return []  # Mnesia is not running here: it shares nothing with anyone
+    apart = []
+    for other in view['db_nodes']:
+        if other == node or other in view['running_db_nodes']:
+            continue
+        theirs = (peers or {}).get(other)
+        if theirs is not None:
+            if other in theirs['running_db_nodes'] and node in theirs['db_nodes']:
+                apart.append(other)
+        elif other in view['connected_nodes']:
+            apart.append(other)
+    return sorted(apart)
+
+
+def partitions(views):
+    """The sides of a partitioned cluster: each distinct ``running_db_nodes`` of the
+    nodes in ``views`` (``{name: mnesia_view}``) whose Mnesia runs, largest first."""
+    sides = {tuple(view['running_db_nodes']) for name, view in views.items()
+             if name in view.get('running_db_nodes', ())}
+    return sorted((list(side) for side in sides), key=lambda side: (-len(side), side))
+
+
 def ejabberd_started(conn, timeout=None):
     """Whether the ejabberd application is up (a join restarts it in the background)."""
     apps = conn.rpc('application', 'which_applications', [], timeout)
