@@ -23,7 +23,7 @@ description:
     every member that holds those tables.
   - Use it before anything that discards a node's data (a forced join, a partition recovery, a
     removal); M(xmpp.ejabberd.ejabberd_cluster_member) and M(xmpp.ejabberd.ejabberd_database_reset)
-    also take a O(ejabberd_cluster_member#module:backup) path themselves.
+    also take a O(xmpp.ejabberd.ejabberd_cluster_member#module:backup) path themselves.
   - Tables kept in SQL are not in Mnesia and are neither backed up nor restored.
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
@@ -40,7 +40,7 @@ options:
       - Absolute path of the backup file on the node's host. To back up, its directory must exist and
         be writable by the service user (an existing file is replaced once the new backup is
         complete); to restore, the service user must be able to read it.
-    type: path
+    type: str
     required: true
   state:
     description:
@@ -132,7 +132,7 @@ ADVICE = {
 
 def main():
     module = AnsibleModule(**connection.module_kwargs(dict(
-        path=dict(type='path', required=True),
+        path=dict(type='str', required=True),
         state=dict(type='str', choices=['dumped', 'restored'], default='dumped'),
     )))
     params = module.params

@@ -74,11 +74,11 @@ options:
       - Absolute path, on the host of O(node), where ejabberd's own backup of its Mnesia database is
         written before a join or before a running node leaves (its directory must exist and be
         writable by the service user; an existing file is replaced). Restore it with
-        M(xmpp.ejabberd.ejabberd_backup) (O(ejabberd_backup#module:state=restored)) or
+        M(xmpp.ejabberd.ejabberd_backup) (O(xmpp.ejabberd.ejabberd_backup#module:state=restored)) or
         C(ejabberdctl restore).
       - Nothing is changed when the backup fails, or when O(node) is stopped (it cannot be backed up
         then; its data is on the running members).
-    type: path
+    type: str
   wait_timeout:
     description:
       - Seconds to wait for the join or leave to be complete and visible on both nodes.
@@ -408,7 +408,7 @@ def main():
         cluster_address=dict(type='str'),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         force=dict(type='bool', default=False),
-        backup=dict(type='path'),
+        backup=dict(type='str'),
         wait_timeout=dict(type='float', default=120.0),
     )))
     params = module.params
