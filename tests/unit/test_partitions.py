@@ -14,7 +14,7 @@ from __future__ import annotations
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd
 
 N1, N2, N3 = "ejabberd@n1.lab", "ejabberd@n2.lab", "ejabberd@n3.lab"
-ALL = [N1, N2, N3]
+ALL = (N1, N2, N3)
 
 
 def view(running, connected, db=ALL):
@@ -26,7 +26,7 @@ def test_whole_cluster_is_not_partitioned():
     for n in ALL:
         assert ejabberd.partitioned_from(n, views[n]) == []
         assert ejabberd.partitioned_from(n, views[n], views) == []
-    assert ejabberd.partitions(views) == [ALL]
+    assert ejabberd.partitions(views) == [list(ALL)]
 
 
 def test_split_seen_by_every_member_while_disconnected():
