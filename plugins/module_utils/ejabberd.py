@@ -70,6 +70,77 @@ def visible_nodes(conn, timeout=None):
     return node_list(conn.rpc('erlang', 'nodes', [], timeout), 'erlang:nodes()', conn.node)
 
 
+def mnesia_view(conn, timeout=None):
+    """Mnesia's own view of the cluster: ``db_nodes`` (the members of its schema),
+    ``running_db_nodes`` (those it shares the database with now), and the node's
+    ``connected_nodes`` (``erlang:nodes()``), each sorted. Answers while the ejabberd
+    application is stopped or waiting for its tables."""
+    def ask(what):
+        return node_list(conn.rpc('mnesia', 'system_info', [Atom(what)], timeout),
+                         'mnesia:system_info(%s)' % what, conn.node)
+    return dict(db_nodes=ask('db_nodes'), running_db_nodes=ask('running_db_nodes'),
+                connected_nodes=visible_nodes(conn, timeout))
+
+
+def mnesia_views_through(conn, view, timeout=None):
+    """Mnesia's view of each member ``conn``'s node is connected to but does not run
+    with (``view`` is its own :func:`mnesia_view`), asked through that node with
+    ``rpc:call``: ``{name: {db_nodes, running_db_nodes}}``; a member that does not
+    answer gets empty lists (its Mnesia is starting or stopping, not apart)."""
+    views = {}
+    for other in view['db_nodes']:
+        if other == conn.node or other in view['running_db_nodes'] \
+                or other not in view['connected_nodes']:
+            continue
+        theirs = {}
+        for what in ('db_nodes', 'running_db_nodes'):
+            answer = conn.rpc('rpc', 'call', [Atom(other), Atom('mnesia'), Atom('system_info'),
+                                              [Atom(what)], int((timeout or DEFAULT_SLOW) * 1000)],
+                              (timeout or DEFAULT_SLOW) * 2)
+            try:
+                theirs[what] = node_list(answer, 'mnesia:system_info(%s)' % what, other)
+            except erldist.DistError:
+                theirs[what] = []
+        views[other] = theirs
+    return views
+
+
+def partitioned_from(node, view, peers=None):
+    """The members Mnesia on ``node`` runs without although they run, sorted.
+
+    After a network split, each side's Mnesia drops the other from
+    ``running_db_nodes`` and never takes it back by itself, even once the network
+    works and the nodes connect again (it reports ``{inconsistent_database,
+    running_partitioned_network, Node}`` then, in the log only). So a member of
+    ``db_nodes`` that is not running for ``node`` is partitioned from it when
+    ``peers`` (``{name: mnesia_view}`` of the members reached) shows that its
+    Mnesia runs and lists ``node`` in its schema, or, for a member not in ``peers``,
+    when ``node`` is connected to it (Mnesia on both ends up, yet apart). A member
+    that is only down is neither.
+    """
+    if node not in view['running_db_nodes']:
+        return []  # Mnesia is not running here: it shares nothing with anyone
+    apart = []
+    for other in view['db_nodes']:
+        if other == node or other in view['running_db_nodes']:
+            continue
+        theirs = (peers or {}).get(other)
+        if theirs is not None:
+            if other in theirs['running_db_nodes'] and node in theirs['db_nodes']:
+                apart.append(other)
+        elif other in view['connected_nodes']:
+            apart.append(other)
+    return sorted(apart)
+
+
+def partitions(views):
+    """The sides of a partitioned cluster: each distinct ``running_db_nodes`` of the
+    nodes in ``views`` (``{name: mnesia_view}``) whose Mnesia runs, largest first."""
+    sides = {tuple(view['running_db_nodes']) for name, view in views.items()
+             if name in view.get('running_db_nodes', ())}
+    return sorted((list(side) for side in sides), key=lambda side: (-len(side), side))
+
+
 def ejabberd_started(conn, timeout=None):
     """Whether the ejabberd application is up (a join restarts it in the background)."""
     apps = conn.rpc('application', 'which_applications', [], timeout)
@@ -176,15 +247,12 @@ def mnesia_state(conn, timeout=None):
 
 def delete_database(conn, timeout=None, backup=None):
     """Delete the node's Mnesia database as ejabberd does before a join (ejabberd and
-    Mnesia stopped, ``mnesia:delete_schema/1``), after ejabberd's own backup to the path
+    Mnesia stopped, ``mnesia:delete_schema/1``), after :func:`dump` to the path
     ``backup`` if given; then stop the node. DistError on failure (nothing deleted
     when the backup fails)."""
     slow = (timeout or DEFAULT_SLOW) * 12
     if backup:
-        answer = conn.rpc('mnesia', 'backup', [backup], slow)
-        if answer != Atom('ok'):
-            raise erldist.DistError('rpc_error', 'the backup to %s failed: %s; nothing was deleted'
-                                    % (backup, format_term(answer, 200)))
+        dump(conn, backup, timeout)
     conn.rpc('application', 'stop', [Atom('ejabberd')], slow)
     conn.rpc('mnesia', 'stop', [], slow)
     answer = conn.rpc('mnesia', 'delete_schema', [[Atom(conn.node)]], slow)
@@ -194,6 +262,53 @@ def delete_database(conn, timeout=None, backup=None):
     # Without its application, ejabberdctl (and so the service's stop command) can no
     # longer talk to the node: it stops itself, as ejabberd's leave_cluster stops it.
     conn.rpc('init', 'stop', [], timeout)
+
+
+def dump(conn, path, timeout=None):
+    """ejabberd's own backup of the node's Mnesia database to ``path`` on the node's host;
+    returns the file's size in bytes.
+
+    ``mnesia:backup/1`` is what ``ejabberdctl backup`` runs (ejabberd_admin:backup_mnesia);
+    called here directly, it also works while the ejabberd application is stopped. It
+    holds every table the node's cluster has, not only the node's own copies. Raises
+    DistError ``backup_failed`` (Mnesia writes into a temporary file and renames it at
+    the end, so a failed backup leaves an earlier file at ``path`` as it was).
+    """
+    answer = conn.rpc('mnesia', 'backup', [path], (timeout or DEFAULT_SLOW) * 12)
+    if answer != Atom('ok'):
+        raise erldist.DistError('backup_failed', 'the backup of %s to %s failed: %s (the '
+                                'directory must exist on that host and be writable by the '
+                                'service user)' % (conn.node, path, format_term(answer, 200)))
+    return file_size(conn, path, timeout)
+
+
+def file_size(conn, path, timeout=None):
+    """Size in bytes of a regular file on the node's host, None when there is none."""
+    if conn.rpc('filelib', 'is_regular', [path], timeout) is not True:
+        return None
+    size = conn.rpc('filelib', 'file_size', [path], timeout)
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def restore(conn, path, timeout=None):
+    """Restore the backup at ``path`` (on the node's host) as ``ejabberdctl restore`` does;
+    returns the sorted names of the tables restored.
+
+    ``ejabberd_admin:restore/1`` is ``mnesia:restore/2`` with ejabberd's options:
+    the tables ejabberd uses (accounts, and those of its loaded modules) get the
+    backup's records added to what they hold (keep_tables), every other table of the
+    backup is skipped. ``ejabberdctl restore`` runs it through restore_mnesia/1, which
+    crashes on most errors; called here, every error is named. Mnesia restores in one
+    transaction, on every node of the cluster that holds those tables. Raises DistError
+    ``restore_failed``.
+    """
+    answer = conn.rpc('ejabberd_admin', 'restore', [path], (timeout or DEFAULT_SLOW) * 12)
+    if isinstance(answer, tuple) and len(answer) == 2 and answer[0] == Atom('atomic') \
+            and isinstance(answer[1], list) and len(answer[1]) <= MAX_TABLES \
+            and all(isinstance(t, Atom) for t in answer[1]):
+        return sorted(str(t) for t in answer[1])
+    raise erldist.DistError('restore_failed', 'the restore of %s from %s failed: %s'
+                            % (conn.node, path, format_term(answer, 200)))
 
 
 def wait_stopped(target, wait_timeout=60.0):

@@ -17,6 +17,14 @@ description:
   - With O(expected_nodes), fails when the running members differ from the expected ones.
   - With O(check_peers=true), also asks every other member for its own view and fails on
     disagreement (split brain) or on a running member that cannot be reached.
+  - Fails with reason V(partitioned) when Mnesia is partitioned. After a network split each side's
+    Mnesia drops the other side from C(running_db_nodes), although both stay in C(db_nodes), and
+    never takes it back by itself, even once the network works again and the nodes reconnect (Mnesia
+    then only logs C({inconsistent_database, running_partitioned_network, Node})). Alone, a node
+    shows it for members it is connected to but does not run with; with O(check_peers=true) every
+    member's word is compared, so a split is found also while the sides are not connected (on
+    ejabberd 23.01 they stay apart until something connects them). The message names each side and
+    the recovery - restart the nodes of the side whose data is discarded, after a backup.
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
   - xmpp.ejabberd.attributes
@@ -116,10 +124,42 @@ unexpected:
   returned: when O(expected_nodes) is given
   type: list
   elements: str
+db_nodes:
+  description: The members of the node's Mnesia schema (C(mnesia:system_info(db_nodes))), sorted.
+  returned: when the node was reached
+  type: list
+  elements: str
+running_db_nodes:
+  description: The members Mnesia on the node shares the database with now, sorted.
+  returned: when the node was reached
+  type: list
+  elements: str
+connected_nodes:
+  description: The node's connected (visible) Erlang nodes, C(erlang:nodes()), sorted.
+  returned: when the node was reached
+  type: list
+  elements: str
+partitioned_from:
+  description:
+    - Members of C(db_nodes) that run, but that Mnesia on the node runs without (a partition), sorted.
+    - Without O(check_peers), only the members the node is connected to can be told from stopped ones.
+  returned: when the node was reached
+  type: list
+  elements: str
+partitions:
+  description:
+    - Each side of a Mnesia partition, as the members of that side see it (their C(running_db_nodes)),
+      largest first.
+  returned: when Mnesia is partitioned
+  type: list
+  elements: list
+  sample: [[ejabberd@xmpp1.example.org, ejabberd@xmpp2.example.org], [ejabberd@xmpp3.example.org]]
 views:
   description:
-    - Each member's own view (running_nodes, known_nodes, stopped_nodes), keyed by node name; a
-      member that could not be reached has C(reachable=false), C(reason) and C(msg) instead.
+    - Each member's own view (running_nodes, known_nodes, stopped_nodes, db_nodes, running_db_nodes,
+      connected_nodes, partitioned_from), keyed by node name; a member that could not be reached has
+      C(reachable=false), C(reason) and C(msg) instead; one whose Mnesia answers but whose ejabberd
+      does not has its Mnesia view with C(reason) and C(msg).
   returned: when O(check_peers=true)
   type: dict
 split_brain:
@@ -127,8 +167,11 @@ split_brain:
   returned: when O(check_peers=true)
   type: bool
 reason:
-  description: The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)).
-  returned: on failure to reach a node
+  description:
+    - The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)),
+      V(partitioned) when Mnesia is partitioned, V(split_brain) when members disagree otherwise,
+      V(membership) when the running members are not O(expected_nodes).
+  returned: on failure
   type: str
   sample: cookie_rejected
 '''
@@ -138,30 +181,71 @@ from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, e
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd
 
 
-def own_view(target):
-    """Facts of the node asked; raises DistError."""
+VIEW_KEYS = ('running_nodes', 'known_nodes', 'stopped_nodes', 'db_nodes', 'running_db_nodes',
+             'connected_nodes')
+
+
+def own_view(target, facts):
+    """Facts of the node asked, into ``facts`` (Mnesia's view first: it answers even
+    when ejabberd does not); raises DistError."""
     with erldist.only_dist_errors('asking %s for its view' % target['node']):
         with erldist.connect(**target) as conn:
-            facts = ejabberd.cluster_view(conn)
+            facts.update(ejabberd.mnesia_view(conn))
+            # A connected member Mnesia does not run with may be restarting: its own word decides.
+            facts['partitioned_from'] = ejabberd.partitioned_from(
+                target['node'], facts, ejabberd.mnesia_views_through(conn, facts))
+            facts.update(ejabberd.cluster_view(conn))
             facts['ejabberd_version'], facts['ejabberd_vsn'] = ejabberd.ejabberd_version(conn)
             facts['otp_release'] = ejabberd.otp_release(conn)
     return facts
 
 
 def peer_views(target, facts, expected, peer_addresses):
-    """Every other member's view; unreachable ones carry reason and msg."""
-    peers = set(facts['known_nodes']) | set(expected) | set(facts['running_nodes'])
+    """Every other member's view; unreachable ones carry reason and msg (and Mnesia's
+    view, when the node answers but ejabberd does not: a partition can keep ejabberd
+    from starting, waiting for its tables)."""
+    peers = set(facts['known_nodes']) | set(expected) | set(facts['running_nodes']) \
+        | set(facts['db_nodes'])
     peers.discard(target['node'])
-    views = {target['node']: {k: facts[k] for k in ('running_nodes', 'known_nodes', 'stopped_nodes')}}
+    views = {target['node']: {k: facts[k] for k in VIEW_KEYS}}
     for peer in sorted(peers):
         options = dict(target, node=peer, address=peer_addresses.get(peer))
+        view = {}
         try:
             with erldist.only_dist_errors('asking %s for its view' % peer):
                 with erldist.connect(**options) as conn:
-                    views[peer] = ejabberd.cluster_view(conn)
+                    view.update(ejabberd.mnesia_view(conn))
+                    view.update(ejabberd.cluster_view(conn))
         except erldist.DistError as exc:
-            views[peer] = dict(reachable=False, reason=exc.reason, msg=str(exc))
+            view.update(reason=exc.reason, msg=str(exc))
+            if 'db_nodes' not in view:
+                view['reachable'] = False
+        views[peer] = view
+    # Now with every member's own word: who runs without whom.
+    mnesia = {name: view for name, view in views.items() if 'db_nodes' in view}
+    for name, view in mnesia.items():
+        view['partitioned_from'] = ejabberd.partitioned_from(name, view, mnesia)
     return views
+
+
+def partition_problem(views):
+    """``(sides, sentence)`` when Mnesia is partitioned, else ``([], None)``."""
+    split = {name: view['partitioned_from'] for name, view in views.items()
+             if view.get('partitioned_from')}
+    if not split:
+        return [], None
+    sides = ejabberd.partitions({name: view for name, view in views.items() if 'db_nodes' in view})
+    if len(sides) > 1:
+        what = ' and '.join('[%s]' % ', '.join(side) for side in sides) + ' each run without the other'
+    else:
+        what = '; '.join('%s runs without %s' % (name, ', '.join(apart))
+                         for name, apart in sorted(split.items()))
+    return sides, (
+        'Mnesia is partitioned: %s, so their data diverge, and Mnesia does not merge them again by '
+        'itself, even once the network works. Choose the side whose data is kept, back up the other '
+        'side (ejabberd_backup), then restart the nodes of the other side: they copy the kept '
+        'side\'s data and lose what was written on them since the split (the collection\'s partition '
+        'recovery playbook does these steps)' % what)
 
 
 def peer_problems(target, facts, views):
@@ -194,9 +278,16 @@ def main():
         module.fail_json(msg=str(exc), reason='bad_parameter')
 
     result = dict(changed=False, node=target['node'])
+    facts = {}
     try:
-        facts = own_view(target)
+        own_view(target, facts)
     except erldist.DistError as exc:
+        result.update(facts)
+        sides, partitioned = partition_problem({target['node']: facts})
+        if partitioned:
+            # ejabberd waits for its tables from the other side (seen on 26.07)
+            module.fail_json(msg='%s; and ejabberd does not answer: %s' % (partitioned, exc),
+                             reason='partitioned', partitions=sides, **result)
         module.fail_json(msg=str(exc), reason=exc.reason, **result)
     result.update(facts)
 
@@ -209,8 +300,10 @@ def main():
                             '(missing: %s; unexpected: %s)'
                             % (', '.join(result['missing']) or 'none',
                                ', '.join(result['unexpected']) or 'none'))
+    views = {target['node']: facts}
     if params['check_peers']:
         views = peer_views(target, facts, expected, params['peer_addresses'])
+        result['partitioned_from'] = views[target['node']]['partitioned_from']
         disagreements, unreachable = peer_problems(target, facts, views)
         result.update(views=views, split_brain=bool(disagreements))
         reasons = [v['reason'] for n, v in sorted(views.items())
@@ -218,7 +311,14 @@ def main():
         if reasons:
             result['reason'] = reasons[0]
         failures.extend(disagreements + unreachable)
+    sides, partitioned = partition_problem(views)
+    if partitioned:
+        # The first thing to say: it explains the disagreements above.
+        result.update(partitions=sides, reason='partitioned')
+        failures.insert(0, partitioned)
     if failures:
+        if 'reason' not in result:
+            result['reason'] = 'split_brain' if result.get('split_brain') else 'membership'
         module.fail_json(msg='; '.join(failures), **result)
     module.exit_json(**result)
 

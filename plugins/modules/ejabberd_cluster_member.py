@@ -18,8 +18,17 @@ description:
     run on O(cluster_node).
   - Idempotent; after acting it waits until the change is visible on both nodes (since ejabberd
     24.06 a join returns at once and completes in the background).
-  - Joining wipes the joining node's Mnesia database (all its local data). The module refuses to
-    join a node that already knows other nodes (it belongs to another cluster) unless O(force=true).
+  - Joining wipes the joining node's Mnesia database (all its local data). Before a join the module
+    reads what the joining node keeps on disc, and refuses unless O(force=true) when the node already
+    knows other nodes (it belongs to another cluster, reason V(other_cluster)) or when a table that
+    carries user data (accounts, rosters, offline messages, archives, rooms, pubsub...) holds records
+    (reason V(user_data)), naming the tables and their record counts. A fresh node (only Mnesia's
+    schema and ejabberd's capabilities cache) joins without O(force). Tables kept in SQL are not in
+    Mnesia and are not at risk.
+  - A forced join that deletes user data also needs O(backup) - the run's output then says exactly
+    which tables and how many records are deleted (RV(user_data) and a warning) and where the copy is.
+  - With O(backup), ejabberd's own backup of the node (C(mnesia:backup/1), as C(ejabberdctl backup))
+    is written before any change (a join, or a running node's leave); when it fails nothing is changed.
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
   - xmpp.ejabberd.attributes
@@ -56,9 +65,20 @@ options:
     default: present
   force:
     description:
-      - Join even when O(node) already belongs to another cluster. Its Mnesia data is lost.
+      - Join even when O(node) already belongs to another cluster, or holds user data in Mnesia. Its
+        Mnesia data is lost; when that includes user data, O(backup) is required.
     type: bool
     default: false
+  backup:
+    description:
+      - Absolute path, on the host of O(node), where ejabberd's own backup of its Mnesia database is
+        written before a join or before a running node leaves (its directory must exist and be
+        writable by the service user; an existing file is replaced). Restore it with
+        M(xmpp.ejabberd.ejabberd_backup) (O(xmpp.ejabberd.ejabberd_backup#module:state=restored)) or
+        C(ejabberdctl restore).
+      - Nothing is changed when the backup fails, or when O(node) is stopped (it cannot be backed up
+        then; its data is on the running members).
+    type: str
   wait_timeout:
     description:
       - Seconds to wait for the join or leave to be complete and visible on both nodes.
@@ -72,6 +92,13 @@ EXAMPLES = r'''
 - name: Join this host's node to the cluster of the first host
   xmpp.ejabberd.ejabberd_cluster_member:
     cluster_node: "ejabberd@{{ groups['xmpp'][0] }}"
+  become: true
+
+- name: Join a node that holds accounts of its own, knowing they are lost (a copy is kept)
+  xmpp.ejabberd.ejabberd_cluster_member:
+    cluster_node: "ejabberd@{{ groups['xmpp'][0] }}"
+    force: true
+    backup: /var/lib/ejabberd/before-join.backup
   become: true
 
 - name: Remove a node from the cluster, from the control machine
@@ -117,14 +144,30 @@ elapsed_s:
   description: Seconds from the request until the change was visible on both nodes.
   returned: when changed and not in check mode
   type: float
+user_data:
+  description:
+    - The tables of the joining node that carry user data and hold records, with their record
+      counts - what a join deletes (in check mode, what it would delete).
+  returned: when O(state=present) and the node is not yet a member
+  type: dict
+  sample: {passwd: 2, roster: 3}
+backup:
+  description: Where the backup was written, on the host of O(node).
+  returned: when O(backup) was given and the node joined or left
+  type: str
+  sample: /var/lib/ejabberd/before-join.backup
 reason:
   description:
     - The reason code when a node could not be reached (see M(xmpp.ejabberd.erlang_node_info)),
-      or V(rpc_error) when ejabberd refused the join or leave request.
-  returned: on failure to reach a node, or a refused request
+      V(rpc_error) when ejabberd refused the join or leave request, V(other_cluster) or
+      V(user_data) when a join would delete data and O(force) is not set, V(bad_parameter) for a
+      forced join that deletes user data without O(backup), V(backup_failed) when the backup could
+      not be written (nothing was changed).
+  returned: on failure
   type: str
 '''
 
+import posixpath
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -186,13 +229,40 @@ class Member(object):
                       reason=exc.reason)
         return None  # not reached: fail() exits
 
+    def local_user_data(self):
+        """What a join would delete: the joiner's tables on disc that hold user data,
+        ``{table: count}`` (also in the result as ``user_data``)."""
+        target = self.targets['node']
+        try:
+            with erldist.only_dist_errors('reading the tables of %s' % target['node']):
+                tables = ejabberd.local_tables(self.conns['node'], target['timeout'])
+        except erldist.DistError as exc:
+            self.fail('cannot read what %s holds, so it is not known what a join would delete: %s'
+                      % (target['node'], exc), reason=exc.reason)
+        self.result['user_data'] = ejabberd.user_data(tables)
+        return self.result['user_data']
+
+    def backup(self, which, path):
+        """ejabberd's own backup of one end's database; fails (nothing changed) if it fails."""
+        target = self.targets[which]
+        try:
+            with erldist.only_dist_errors('backing up %s' % target['node']):
+                ejabberd.dump(self.conns[which], path, target['timeout'])
+        except erldist.DistError as exc:
+            self.fail('%s; nothing was changed' % exc, reason=exc.reason, changed=False)
+        self.result['backup'] = path
+
     def close(self):
         for conn in self.conns.values():
             conn.close()
         self.conns = {}
 
 
-def join(member, force):
+def describe(tables):
+    return ', '.join('%s (%d)' % item for item in sorted(tables.items()))
+
+
+def join(member, force, backup):
     node, seed = member.result['node'], member.result['cluster_node']
     mine = member.view_or_fail('node', 'read the cluster of the joining node')
     member.result['before'] = mine['known_nodes']
@@ -203,17 +273,40 @@ def join(member, force):
                                % (node, seed))
         return
     theirs = member.view_or_fail('cluster_node', 'reach the cluster to join')
+    lost = member.local_user_data()
     others = sorted(set(mine['known_nodes']) - {node})
     if others and not force:
         member.fail('%s already belongs to a cluster with %s. Joining the cluster of %s would wipe '
-                    'its Mnesia database (all its local data). Remove it from its cluster first, '
-                    'or set force: true if losing that data is intended.'
-                    % (node, ', '.join(others), seed))
+                    'its Mnesia database (all its local data%s). Remove it from its cluster first, '
+                    'or set force: true (with backup) if losing that data is intended.'
+                    % (node, ', '.join(others), seed, ': ' + describe(lost) if lost else ''),
+                    reason='other_cluster')
+    if lost and not force:
+        member.fail('the Mnesia database of %s holds user data: %s. Joining the cluster of %s would '
+                    'delete it, so nothing was changed. Move that data into the cluster first '
+                    '(ejabberd_backup on %s, restore on a member), or set force: true with backup '
+                    'if losing it is intended.' % (node, describe(lost), seed, node),
+                    reason='user_data')
+    if lost and not backup:
+        # The run's output must say what is lost, and a copy must exist: force alone
+        # is not enough for data (issue 10, "bad input").
+        member.fail('backup: required with force when the joining node holds user data (%s); set '
+                    'backup to a path on the host of %s, where ejabberd\'s own backup is written '
+                    'before the join; nothing was changed' % (describe(lost), node),
+                    reason='bad_parameter')
     member.result.update(changed=True, after=sorted(set(theirs['known_nodes']) | {node}))
     if member.module.check_mode:
+        if lost:
+            member.module.warn('joining the cluster of %s would delete the Mnesia data of %s: %s'
+                               % (seed, node, describe(lost)))
         return
 
     started = time.monotonic()
+    if backup:
+        member.backup('node', backup)
+    if lost:
+        member.module.warn('joining the cluster of %s deletes the Mnesia data of %s: %s (backed up '
+                           'to %s first)' % (seed, node, describe(lost), backup))
     ok, message = member.call('node', 'join_cluster', seed)
     if not ok:
         member.fail('ejabberd on %s refused to join the cluster of %s: %s' % (node, seed, message),
@@ -231,15 +324,21 @@ def join(member, force):
     member.result['after'] = member.view('node')['known_nodes']
 
 
-def leave(member):
+def leave(member, backup):
     node, seed = member.result['node'], member.result['cluster_node']
     theirs = member.view_or_fail('cluster_node', 'reach the cluster to leave')
     member.result['before'] = theirs['known_nodes']
     member.result['after'] = sorted(set(theirs['known_nodes']) - {node})
     if node not in theirs['known_nodes']:
         return
+    running = node in theirs['running_nodes']
+    if backup and not running:
+        member.fail('backup: %s is stopped, so its data cannot be backed up before it is removed; '
+                    'nothing was changed. Its data is also on the running members: back up one of '
+                    'them with ejabberd_backup and run again without backup, or start %s first.'
+                    % (node, node), reason='backup_failed')
     member.result['changed'] = True
-    if node not in theirs['running_nodes']:
+    if not running:
         member.module.warn('%s is stopped, so it is removed from the cluster without knowing it: its '
                            'own Mnesia database still lists the cluster and it rejoins when started. '
                            'Delete its Mnesia directory (SPOOL_DIR) before starting it again.' % node)
@@ -247,8 +346,8 @@ def leave(member):
         return
 
     started = time.monotonic()
-    if node in theirs['running_nodes']:
-        stop_leaving(member)
+    if running:
+        stop_leaving(member, backup)
     ok, message = member.call('cluster_node', 'leave_cluster', node)
     if not ok:
         member.fail('ejabberd on %s refused to remove %s from the cluster: %s'
@@ -262,8 +361,9 @@ def leave(member):
     member.result['after'] = member.view('cluster_node')['known_nodes']
 
 
-def stop_leaving(member):
-    """Delete the leaving node's database and stop it, before the cluster drops it.
+def stop_leaving(member, backup):
+    """Delete the leaving node's database (after ejabberd's own backup to ``backup``,
+    if given) and stop it, before the cluster drops it.
 
     What ejabberd's leave_cluster did itself up to 24.12; since 26.04 it halts the node
     without, and the node rejoins when started again. Done here, the result is the same
@@ -274,10 +374,14 @@ def stop_leaving(member):
         with erldist.only_dist_errors('stopping %s' % target['node']):
             conn = member.conns.pop('node', None) or erldist.connect(**target)
             with conn:
-                ejabberd.delete_database(conn, target['timeout'])
+                ejabberd.delete_database(conn, target['timeout'], backup)
     except erldist.DistError as exc:
+        if exc.reason == 'backup_failed':
+            member.fail('%s; nothing was changed' % exc, reason=exc.reason, changed=False)
         member.fail('cannot stop %s before it leaves: %s' % (target['node'], exc),
                     reason=exc.reason)
+    if backup:
+        member.result['backup'] = backup
     if not ejabberd.wait_stopped(target, member.module.params['wait_timeout']):
         member.fail('%s was told to stop before leaving but still answers after wait_timeout '
                     '(%s s); stop its service, then run again' % (target['node'],
@@ -304,6 +408,7 @@ def main():
         cluster_address=dict(type='str'),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         force=dict(type='bool', default=False),
+        backup=dict(type='str'),
         wait_timeout=dict(type='float', default=120.0),
     )))
     params = module.params
@@ -319,15 +424,18 @@ def main():
         module.fail_json(msg='cluster_node: %s and node %s mix long and short node names; a '
                          'cluster cannot do that. Start every node with the same kind of name'
                          % (seed, target['node']), reason='name_type_mismatch')
+    if params['backup'] is not None and not posixpath.isabs(params['backup']):
+        module.fail_json(msg='backup: %s is relative; give an absolute path on the host of %s'
+                         % (params['backup'], target['node']), reason='bad_parameter')
     if not 0 < params['wait_timeout'] <= 3600:
         module.fail_json(msg='wait_timeout: must be between 0 and 3600 seconds',
                          reason='bad_parameter')
 
     member = Member(module, target, dict(target, node=seed, address=params['cluster_address']))
     if params['state'] == 'present':
-        join(member, params['force'])
+        join(member, params['force'], params['backup'])
     else:
-        leave(member)
+        leave(member, params['backup'])
     try:
         member.result['running_nodes'] = member.view('cluster_node')['running_nodes']
     except erldist.DistError as exc:

@@ -108,8 +108,10 @@ class SuiteLab:
         self.dist_port = dist_port
         self.other_cookie_nodes = tuple(other_cookie_nodes)
         self.other_cookie = random_cookie()
+        # 300 s per start (and stop), not the harness's 120 (90): with other labs on this
+        # 2-core machine (load average 50-90) a start took more than 120 s, a stop more than 90.
         self.cluster = LabCluster(suite=suite, size=size, prefix=prefix, dist_port=dist_port,
-                                  start=False)
+                                  start=False, start_timeout=300)
         self.tmpdir = tempfile.mkdtemp(prefix="xmpp-ejabberd-%s." % suite)
         os.chmod(self.tmpdir, 0o700)
         self.cookie_file = write_private(self.tmpdir, "cluster.cookie", self.cluster.cookie)
@@ -197,7 +199,7 @@ class SuiteLab:
     def stop_node(self, i: int) -> float:
         start = time.monotonic()
         try:
-            return self.cluster.stop_node(i)
+            return self.cluster.stop_node(i, timeout=300)  # loaded machine: see __init__
         finally:
             self._spend("stop_node", start)
 
@@ -221,6 +223,26 @@ class SuiteLab:
                                   node, cluster_node)
             self.events.append((what, result["elapsed_s"]))
         return result
+
+    # -- network partitions --------------------------------------------------------
+
+    PARTITION_TABLE = "xmpp_ejabberd_partition"
+
+    def cut(self, i: int, peers: Iterable[int]) -> None:
+        """Drop every packet between node i and ``peers``, inside node i's container (its
+        own nftables table; the host still reaches it over the bridge)."""
+        addrs = ", ".join(self.ip(p) for p in peers)
+        table = self.PARTITION_TABLE
+        self.cluster.exec(i, ["nft", "add table inet %s; "
+                              "add chain inet %s in { type filter hook input priority -10; }; "
+                              "add chain inet %s out { type filter hook output priority -10; }; "
+                              "add rule inet %s in ip saddr { %s } drop; "
+                              "add rule inet %s out ip daddr { %s } drop"
+                              % (table, table, table, table, addrs, table, addrs)])
+
+    def heal(self, i: int) -> None:
+        """Undo :meth:`cut` on node i."""
+        self.cluster.exec(i, ["nft", "delete table inet %s" % self.PARTITION_TABLE], check=False)
 
     # -- the containers' own view ------------------------------------------------
 
