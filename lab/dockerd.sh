@@ -20,6 +20,14 @@ if [ ! -x "$DOCKERD" ] || [ ! -x "$DOCKER" ]; then
     fi
 fi
 
+# systemd in every lab container takes inotify instances from root's per-user limit on
+# the host (128 by default): with a few labs at once, boots end "degraded" or time out.
+# Only ever raised, never lowered.
+INOTIFY=/proc/sys/fs/inotify/max_user_instances
+if [ -w "$INOTIFY" ] && [ "$(cat "$INOTIFY")" -lt 1024 ]; then
+    echo 1024 > "$INOTIFY" && log "fs.inotify.max_user_instances raised to 1024 for the lab containers"
+fi
+
 if "$DOCKER" info >/dev/null 2>&1; then
     log "docker daemon already running"
     exit 0
