@@ -130,3 +130,21 @@ def test_two_clusters_holding_data_stop_the_play_naming_both(runner):
     for msg in messages:
         assert "[%s]" % ", ".join(left) in msg and "[%s]" % ", ".join(right) in msg, msg
         assert "nothing was changed" in msg, msg
+
+
+def test_force_without_a_backup_dir_is_rejected_naming_both_variables(runner):
+    play, reports = choose(runner, {"n1": OLD}, ejabberd_cluster_force=True)
+    assert play.rc != 0 and not reports, play
+    messages = play.fatal_messages()
+    assert messages, play
+    for msg in messages:
+        assert "ejabberd_cluster_force" in msg and "ejabberd_cluster_backup_dir" in msg, msg
+        assert "Nothing was changed" in msg, msg
+
+
+def test_force_with_a_backup_dir_is_accepted(runner):
+    play, reports = choose(runner, {"n4": [NAMES["n4"]], "n1": OLD, "n2": OLD, "n3": OLD},
+                           ejabberd_cluster_force=True,
+                           ejabberd_cluster_backup_dir="/var/backups/ejabberd")
+    assert play.rc == 0, play
+    assert {r["seed"] for r in reports.values()} == {"n1"}, reports
