@@ -3,7 +3,7 @@
 #   make test         everything: deps + venv + collection + lint + sanity + pytest + molecule
 #   make demo         deploy the 3-node demo cluster on local lab containers
 #   make demo-clean   remove the demo containers
-#   make venv | deps | collection | lint | sanity | pytest | molecule | bench | clean
+#   make venv | deps | collection | lint | sanity | pytest (= pytest-local + pytest-lab) | molecule | bench | clean
 #
 # Every recipe is one bash script (.ONESHELL) that stops at the first error.
 
@@ -179,9 +179,6 @@ sanity: venv
 	done
 
 # ---------------------------------------------------------------------------
-# pytest: unit tests, then integration tests against real Erlang nodes, then the
-# lab tests (marker `lab`, docker containers). Exit code 5 (nothing collected)
-# is accepted for a directory that has no tests yet.
 # The lab images, built side by side (a minute or two each; the tests would build
 # them one after the other). bookworm and trixie are required; forky (Debian testing,
 # OTP 29) is a moving target: if it cannot be built, the OTP 29 tests skip and say why.
@@ -199,35 +196,46 @@ images: deps
 	done
 	exit $$rc
 
-# pytest: unit tests, then the integration tests (real Erlang nodes on loopback, real
-# ejabberd in lab containers, the roles and playbooks against lab containers). The
-# integration files run three at a time (pytest-xdist, one file per worker): they
-# mostly wait for containers, and each uses its own names and subnets.
+# pytest = pytest-local (unit tests, integration tests against real Erlang nodes on
+# loopback), then pytest-lab (real ejabberd in lab containers, the roles and playbooks
+# on VM-like lab hosts). The lab files run three at a time (pytest-xdist, one file per
+# worker): they mostly wait for containers, and each uses its own names and subnets.
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 3
 
-.PHONY: pytest
-pytest: venv collection images
+.PHONY: pytest pytest-local pytest-lab
+pytest: pytest-local pytest-lab
+
+# Unit tests and the integration tests without containers (real `erl` nodes and fake
+# peers on loopback). Some of them hold the client to time bounds (a call ends within
+# its timeout + 0.25 s), so `make test` runs them alone, before the labs load the machine.
+pytest-local: venv collection
 	failed=()
 	python -m pytest $(PYTEST_ARGS) tests/unit || failed+=(tests/unit)
-	python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) tests/integration \
-	  || failed+=(tests/integration)
+	python -m pytest -n 2 -m "not lab" $(PYTEST_ARGS) tests/integration \
+	  || failed+=("tests/integration (not lab)")
 	if [ $${#failed[@]} -gt 0 ]; then echo "pytest: failures in $${failed[*]}" >&2; exit 1; fi
 
+# The integration tests against lab containers (marker `lab`), PYTEST_WORKERS files at once.
+pytest-lab: venv collection images
+	python -m pytest -n $(PYTEST_WORKERS) -m lab $(PYTEST_ARGS) tests/integration
+
 # Every step runs even when an earlier one fails, so one run reports every problem; the
-# exit status is non-zero if any of them failed. pytest and molecule run side by side
-# (their lines prefixed "pytest |" and "molecule |"): both mostly wait for containers
-# to boot and for ejabberd to start, so together they take little more than the longer
-# of the two. The images are built first, once, for both.
+# exit status is non-zero if any of them failed. The lab tests and molecule run side by
+# side (their lines prefixed "pytest |" and "molecule |"): both mostly wait for
+# containers to boot and for ejabberd to start, so together they take little more than
+# the longer of the two. The images are built first, once, for both; the tests with time
+# bounds (pytest-local) run before, alone.
 .PHONY: test
 test: deps venv collection
 	failed=()
 	start=$$(date +%s)
 	$(MAKE) -k lint sanity || failed+=(lint/sanity)
 	$(MAKE) images || failed+=(images)
-	( $(MAKE) pytest 2>&1 | sed -u 's/^/pytest | /' ) & pytest_pid=$$!
+	$(MAKE) pytest-local || failed+=(pytest-local)
+	( $(MAKE) pytest-lab 2>&1 | sed -u 's/^/pytest | /' ) & pytest_pid=$$!
 	( $(MAKE) molecule 2>&1 | sed -u 's/^/molecule | /' ) & molecule_pid=$$!
-	wait "$$pytest_pid" || failed+=(pytest)
+	wait "$$pytest_pid" || failed+=(pytest-lab)
 	wait "$$molecule_pid" || failed+=(molecule)
 	echo "make test: $$(( $$(date +%s) - start ))s"
 	if [ $${#failed[@]} -eq 0 ]; then
