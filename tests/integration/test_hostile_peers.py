@@ -65,6 +65,8 @@ def hostile(name, benign=None):
         ('erlang', 'nodes'): fp.HOSTILE_REPLIES[name],
         ('ejabberd_cluster', 'get_nodes'): fp.HOSTILE_REPLIES[name],
         ('ejabberd_cluster', 'get_known_nodes'): fp.encoded([]),
+        # Mnesia's view (db_nodes, running_db_nodes, local_tables): a node without tables.
+        ('mnesia', 'system_info'): fp.encoded([]),
     }
     replies.update(benign or {})
     return fp.answer_with(replies)
@@ -416,6 +418,7 @@ def test_join_answered_with_a_huge_integer(empty_cfg):
         joiner = fp.Peer(NODE, COOKIE, after=fp.rpc_server(fp.answer_with({
             ('ejabberd_cluster', 'get_nodes'): fp.encoded([]),
             ('ejabberd_cluster', 'get_known_nodes'): fp.encoded([]),
+            ('mnesia', 'system_info'): fp.encoded([]),  # no local tables: no user data to guard
             ('ejabberd_admin', 'join_cluster'): fp.HOSTILE_REPLIES['error_bigint'],
         })))
         with fp.FakeServer(joiner, host='127.0.0.1', port=seed.port) as node:
