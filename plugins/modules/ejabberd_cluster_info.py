@@ -55,6 +55,14 @@ options:
       - Members not listed are reached at the host part of their node name.
     type: dict
     default: {}
+  count_user_data:
+    description:
+      - Also count the records of the Mnesia tables the node keeps on disc that hold user data
+        (accounts, rosters, offline messages, archives, rooms, pubsub...), as a join of this node
+        would delete them (RV(user_data)). Tables kept in SQL are not counted, as a join does not
+        touch them.
+    type: bool
+    default: false
 author:
   - xmpp.ejabberd contributors (@xmpp-ejabberd)
 '''
@@ -146,6 +154,13 @@ partitioned_from:
   returned: when the node was reached
   type: list
   elements: str
+user_data:
+  description:
+    - The node's Mnesia tables on disc that hold records of user data, with their record counts
+      (Mnesia's own schema and ejabberd's capabilities cache are not user data).
+  returned: when O(count_user_data=true) and the node was reached
+  type: dict
+  sample: {passwd: 12, roster: 40}
 partitions:
   description:
     - Each side of a Mnesia partition, as the members of that side see it (their C(running_db_nodes)),
@@ -185,12 +200,14 @@ VIEW_KEYS = ('running_nodes', 'known_nodes', 'stopped_nodes', 'db_nodes', 'runni
              'connected_nodes')
 
 
-def own_view(target, facts):
+def own_view(target, facts, count_user_data=False):
     """Facts of the node asked, into ``facts`` (Mnesia's view first: it answers even
     when ejabberd does not); raises DistError."""
     with erldist.only_dist_errors('asking %s for its view' % target['node']):
         with erldist.connect(**target) as conn:
             facts.update(ejabberd.mnesia_view(conn))
+            if count_user_data:
+                facts['user_data'] = ejabberd.user_data(ejabberd.local_tables(conn))
             # A connected member Mnesia does not run with may be restarting: its own word decides.
             facts['partitioned_from'] = ejabberd.partitioned_from(
                 target['node'], facts, ejabberd.mnesia_views_through(conn, facts))
@@ -268,6 +285,7 @@ def main():
         expected_nodes=dict(type='list', elements='str'),
         check_peers=dict(type='bool', default=False),
         peer_addresses=dict(type='dict', default={}),
+        count_user_data=dict(type='bool', default=False),
     )))
     params = module.params
     try:
@@ -280,7 +298,7 @@ def main():
     result = dict(changed=False, node=target['node'])
     facts = {}
     try:
-        own_view(target, facts)
+        own_view(target, facts, params['count_user_data'])
     except erldist.DistError as exc:
         result.update(facts)
         sides, partitioned = partition_problem({target['node']: facts})

@@ -19,7 +19,10 @@ steps share that cluster, in file order:
 4. remove_nodes removes n3: backed up, stopped and disabled, n1 and n2 form the cluster,
    and real packets show that n3 can no longer open n1's and n2's distribution port while
    n1 and n2 still reach each other; a rerun changes nothing; verify with n3 out of the
-   inventory passes.
+   inventory passes;
+5. n3, started again as a cluster of its own, gets an account: site with n3 back in the
+   inventory stops before any change (no file, firewall or node touched on any host),
+   naming both clusters and n3's table with user data.
 
 What the nodes say during and after the split (db_nodes, running_db_nodes, nodes(),
 ejabberd_cluster:get_nodes) is printed at the end of each lab (terminal summary).
@@ -287,3 +290,30 @@ def test_verify_passes_on_the_remaining_hosts(env):
     result = play(env, "verify", inventory="inventory_after")
     assert result.rc == 0, result
     assert not can_connect(env, 3, 1)
+
+
+def test_site_stops_before_any_change_when_two_clusters_hold_data(env):
+    """n3 runs alone (its database was deleted by the removal) and holds an account; n1 and
+    n2 form the other cluster. Joining n3 would delete the account: site must stop first."""
+    lab, names = env["lab"], env["names"]
+    lab.exec(3, ["systemctl", "start", "ejabberd"], timeout=120)
+    assert wait_for(lambda: running(env, 3) == [names[3]], 90), node_facts(env, 3)
+    lab.ejabberdctl(3, "register", "alone", VHOST, "secret-alone")
+    assert has_account(env, 3, "alone")
+    state = ("sha256sum /etc/default/ejabberd /var/lib/ejabberd/.erlang.cookie; "
+             "nft list table inet xmpp_ejabberd | grep -v counter; pgrep -x beam.smp")
+    before = {ref: sh(lab, ref, state).stdout for ref in HOSTS}
+
+    result = play(env, "site", {"ejabberd_cookie": env["cookie"]})
+    assert result.rc != 0, result
+    assert all(counts["changed"] == 0 for counts in result.recap.values()), result
+    messages = result.fatal_messages()
+    assert len(messages) == len(HOSTS), result
+    both = ("[%s]" % ", ".join(sorted([names[1], names[2]])), "[%s]" % names[3])
+    for msg in messages:
+        assert all(cluster in msg for cluster in both), msg
+        assert re.search(r"n3:passwd [1-9]", msg) and "nothing was changed" in msg, msg
+    assert "Install the ejabberd package" not in result.out, "role ejabberd went past its checks"
+    assert {ref: sh(lab, ref, state).stdout for ref in HOSTS} == before
+    assert has_account(env, 3, "alone")
+    assert running(env, 1) == sorted([names[1], names[2]]) and running(env, 3) == [names[3]]

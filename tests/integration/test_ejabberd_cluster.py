@@ -374,6 +374,10 @@ def test_join_guards_user_data_and_backs_up(lab):
         assert refused["user_data"].get("passwd") == 1, refused
         assert "passwd (1)" in msg and "nothing was changed" in msg and "force" in msg, msg
         assert refused["changed"] is False
+    # ejabberd_cluster_info counts the same (what role ejabberd_cluster reads before any change)
+    counted = lab.info(3, count_user_data=True)
+    assert counted["user_data"] == refused["user_data"], (counted, refused)
+    assert "user_data" not in lab.info(3)
     msg = _assert_failed(lab.member(3, 1, force=True), "bad_parameter")
     assert msg.startswith("backup:") and "passwd (1)" in msg, msg
     msg = _assert_failed(lab.member(3, 1, force=True, backup="relative.backup"), "bad_parameter")

@@ -67,12 +67,18 @@ def runner(tmp_path_factory):
     return run
 
 
-def choose(runner, views: dict, *args: str, **variables):
+def choose(runner, views: dict, *args: str, user_data: dict | None = None,
+           nodes: dict | None = None, **variables):
+    """Run facts + seed with ``views`` ({host: known nodes}); ``user_data`` ({host: {table:
+    count}}) and ``nodes`` ({host: the node that answered}, default the host's own name)
+    complete each host's view as module ejabberd_cluster_info returns it."""
     out = runner.workdir + "/out-%d" % len(views)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
+    given = {h: {"node": (nodes or {}).get(h, NAMES[h]), "known_nodes": v,
+                 "user_data": (user_data or {}).get(h, {})} for h, v in views.items()}
     play = runner.play(runner.playbook, runner.inventory,
-                       {"views": {h: {"known_nodes": v} for h, v in views.items()},
+                       {"views": given,
                         "out_dir": out, "ansible_python_interpreter": sys.executable, **variables},
                        *args, timeout=300)
     reports = {}
@@ -130,6 +136,33 @@ def test_two_clusters_holding_data_stop_the_play_naming_both(runner):
     for msg in messages:
         assert "[%s]" % ", ".join(left) in msg and "[%s]" % ", ".join(right) in msg, msg
         assert "nothing was changed" in msg, msg
+
+
+def test_a_single_node_with_user_data_and_a_cluster_stop_the_play(runner):
+    alone = [NAMES["n4"]]
+    play, reports = choose(runner, {"n4": alone, "n1": OLD, "n2": OLD, "n3": OLD},
+                           user_data={"n4": {"passwd": 2, "roster": 5}})
+    assert play.rc != 0 and not reports, play
+    messages = play.fatal_messages()
+    assert len(messages) == 4, play
+    for msg in messages:
+        assert "[%s]" % ", ".join(OLD) in msg and "[%s]" % alone[0] in msg, msg
+        assert "n4:passwd 2" in msg and "n4:roster 5" in msg, msg
+
+
+def test_a_single_node_without_user_data_joins(runner):
+    play, reports = choose(runner, {"n4": [NAMES["n4"]], "n1": OLD, "n2": OLD, "n3": OLD},
+                           user_data={"n4": {}, "n1": {"passwd": 7}})
+    assert play.rc == 0, play
+    assert {r["seed"] for r in reports.values()} == {"n1"}, reports
+
+
+def test_a_node_under_another_name_belongs_to_no_cluster(runner):
+    """The package's own ejabberd@localhost (with its own data: the takeover guards it)."""
+    play, reports = choose(runner, {"n4": ["ejabberd@localhost"], "n1": OLD, "n2": OLD, "n3": OLD},
+                           user_data={"n4": {"passwd": 1}}, nodes={"n4": "ejabberd@localhost"})
+    assert play.rc == 0, play
+    assert {r["seed"] for r in reports.values()} == {"n1"}, reports
 
 
 def test_force_without_a_backup_dir_is_rejected_naming_both_variables(runner):
