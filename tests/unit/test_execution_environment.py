@@ -88,7 +88,8 @@ def test_requirements_name_the_tarball_and_the_dependencies(context):
 def test_tarball_keeps_the_ee_metadata(context):
     with tarfile.open(os.path.join(context, "_build", "collections", "xmpp-ejabberd-%s.tar.gz" % _galaxy()["version"])) as tar:
         names = set(tar.getnames())
-    assert {"meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt"} <= names
+    assert {"meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt",
+            "extensions/awx/credential_type_erlang_cookie.yml"} <= names
     assert "execution-environment.yml" not in names  # for building EEs, not part of the collection
 
 
