@@ -106,7 +106,8 @@ collection:
 # ---------------------------------------------------------------------------
 # Lint: yamllint (.yamllint) and ansible-lint, production profile (.ansible-lint); the
 # changelog fragments, changelogs/changelog.yaml, and CHANGELOG.md against what
-# antsibull-changelog renders from them (changelogs/config.yaml).
+# antsibull-changelog renders from them (changelogs/config.yaml); each role's defaults/main.yml
+# against its meta/argument_specs.yml (tools/role_defaults.py).
 .PHONY: lint
 lint: venv collection
 	yamllint --strict .
@@ -114,6 +115,7 @@ lint: venv collection
 	antsibull-changelog lint
 	antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 	python tools/changelog.py --check
+	python tools/role_defaults.py
 
 # Docs: rewrites what is generated - CHANGELOG.md from changelogs/ (antsibull-changelog).
 .PHONY: docs
