@@ -3,7 +3,7 @@
 #   make test         everything: deps + venv + collection + lint + sanity + pytest + molecule
 #   make demo         deploy the 3-node demo cluster on local lab containers
 #   make demo-clean   remove the demo containers
-#   make docs         rewrite the generated docs (CHANGELOG.md) after a change to their sources
+#   make docs         rewrite the generated docs (CHANGELOG.md, roles' variables) from their sources
 #   make venv | deps | collection | lint | sanity | pytest (= pytest-local + pytest-lab) | molecule | bench | clean
 #
 # Every recipe is one bash script (.ONESHELL) that stops at the first error.
@@ -107,7 +107,8 @@ collection:
 # Lint: yamllint (.yamllint) and ansible-lint, production profile (.ansible-lint); the
 # changelog fragments, changelogs/changelog.yaml, and CHANGELOG.md against what
 # antsibull-changelog renders from them (changelogs/config.yaml); each role's defaults/main.yml
-# against its meta/argument_specs.yml (tools/role_defaults.py).
+# against its meta/argument_specs.yml (tools/role_defaults.py), and the READMEs' variables
+# sections against them (tools/role_readme.py).
 .PHONY: lint
 lint: venv collection
 	yamllint --strict .
@@ -116,11 +117,14 @@ lint: venv collection
 	antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 	python tools/changelog.py --check
 	python tools/role_defaults.py
+	python tools/role_readme.py --check
 
-# Docs: rewrites what is generated - CHANGELOG.md from changelogs/ (antsibull-changelog).
+# Docs: rewrites what is generated - CHANGELOG.md from changelogs/ (antsibull-changelog), and
+# the variables section of each role's README.md from its meta/argument_specs.yml.
 .PHONY: docs
 docs: venv collection
 	python tools/changelog.py
+	python tools/role_readme.py
 
 # ---------------------------------------------------------------------------
 # Sanity: ansible-test insists on running from a directory whose path ends in
