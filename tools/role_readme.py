@@ -57,7 +57,7 @@ def markup(text: str) -> str:
         elif kind == "U":
             out.append("<%s>" % arg)
         elif kind in ("L", "R"):
-            label, _, target = arg.partition(",")
+            label, target = arg.split(",", 1)[0], arg.split(",", 1)[-1]
             out.append("[%s](%s)" % (plain(label.strip()), target.strip()) if kind == "L" else plain(label.strip()))
         else:  # C, O, V, E, RV, M, P: names and values
             out.append(code(arg))
