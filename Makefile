@@ -3,6 +3,7 @@
 #   make test         everything: deps + venv + collection + lint + sanity + pytest + molecule
 #   make demo         deploy the 3-node demo cluster on local lab containers
 #   make demo-clean   remove the demo containers
+#   make docs         rewrite the generated docs (CHANGELOG.md, roles' variables) from their sources
 #   make venv | deps | collection | lint | sanity | pytest (= pytest-local + pytest-lab) | molecule | bench | clean
 #
 # Every recipe is one bash script (.ONESHELL) that stops at the first error.
@@ -47,7 +48,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help
 help:
-	sed -n '1,8p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+	sed -n '1,9p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------------------
 # OS packages
@@ -103,11 +104,27 @@ collection:
 	ln -sfn "$(ROOT)" "$(COLLECTION_LINK)"
 
 # ---------------------------------------------------------------------------
-# Lint: yamllint (.yamllint) and ansible-lint, production profile (.ansible-lint).
+# Lint: yamllint (.yamllint) and ansible-lint, production profile (.ansible-lint); the
+# changelog fragments, changelogs/changelog.yaml, and CHANGELOG.md against what
+# antsibull-changelog renders from them (changelogs/config.yaml); each role's defaults/main.yml
+# against its meta/argument_specs.yml (tools/role_defaults.py), and the READMEs' variables
+# sections against them (tools/role_readme.py).
 .PHONY: lint
 lint: venv collection
 	yamllint --strict .
 	ansible-lint --nocolor --profile production
+	antsibull-changelog lint
+	antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	python tools/changelog.py --check
+	python tools/role_defaults.py
+	python tools/role_readme.py --check
+
+# Docs: rewrites what is generated - CHANGELOG.md from changelogs/ (antsibull-changelog), and
+# the variables section of each role's README.md from its meta/argument_specs.yml.
+.PHONY: docs
+docs: venv collection
+	python tools/changelog.py
+	python tools/role_readme.py
 
 # ---------------------------------------------------------------------------
 # Sanity: ansible-test insists on running from a directory whose path ends in

@@ -10,7 +10,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 DOCUMENTATION = r'''
 module: ejabberd_backup
 short_description: Back up an ejabberd node's Mnesia database, or restore such a backup
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - With O(state=dumped), writes ejabberd's own backup of the node's Mnesia database (what
     C(ejabberdctl backup) writes, C(mnesia:backup/1)) to O(path) on the node's host, over the Erlang

@@ -10,7 +10,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 DOCUMENTATION = r'''
 module: ejabberd_database_reset
 short_description: Delete the local Mnesia database of an ejabberd node, never its user data silently
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Deletes the Mnesia database of a running ejabberd node the way ejabberd itself does before a
     node joins a cluster (ejabberd and Mnesia stopped, then C(mnesia:delete_schema/1)), over the
