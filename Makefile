@@ -4,7 +4,7 @@
 #   make demo         deploy the 3-node demo cluster on local lab containers
 #   make demo-clean   remove the demo containers
 #   make docs         rewrite the generated docs (CHANGELOG.md, roles' variables) from their sources
-#   make venv | deps | collection | lint | sanity | pytest (= pytest-local + pytest-lab) | molecule | bench | clean
+#   make venv | deps | ansible-cores | collection | lint | sanity | pytest (= pytest-local + pytest-lab) | molecule | bench | clean
 #
 # Every recipe is one bash script (.ONESHELL) that stops at the first error.
 
@@ -32,7 +32,9 @@ PIP_VERSION := 26.3
 
 # OS packages the tests and the lab need (Debian/Ubuntu names).
 # shellcheck: for the shellcheck sanity test. openssh-client: ssh and ssh-keygen for the VM-like lab.
-DEB_PACKAGES := erlang-base erlang-dev docker.io debootstrap nftables hyperfine iproute2 python3-venv shellcheck openssh-client
+# erlang-ssl: local nodes of TLS distribution (tests/integration/test_tls_distribution.py).
+# tcpdump: the capture of the lab network in tests/integration/test_dist_tls.py.
+DEB_PACKAGES := erlang-base erlang-dev erlang-ssl docker.io debootstrap nftables hyperfine iproute2 python3-venv shellcheck openssh-client tcpdump
 
 # Sanity: the Python versions to byte-compile the plugins with (target code supports >= 3.9).
 SANITY_PYTHON := 3.11
@@ -213,10 +215,31 @@ images: deps
 	done
 	exit $$rc
 
+# ---------------------------------------------------------------------------
+# The older ansible-core releases the collection claims (meta/runtime.yml: >= 2.16), each
+# in a virtual environment of its own with the collections of its `ansible` package:
+# .build/ansible-core-2.16, -2.17, -2.18 (2.19 is .venv). 2.20 and later need Python
+# >= 3.12; this machine has 3.11, so they are not tested here.
+ANSIBLE_CORE_OLDER := 2.16 2.17 2.18
+ANSIBLE_CORE_STAMPS := $(foreach v,$(ANSIBLE_CORE_OLDER),$(BUILD)/ansible-core-$(v)/.installed)
+
+.PHONY: ansible-cores
+ansible-cores: $(ANSIBLE_CORE_STAMPS)
+
+$(BUILD)/ansible-core-%/.installed: requirements/ansible-%.txt
+	dir="$(BUILD)/ansible-core-$*"
+	[ -x "$$dir/bin/python" ] || "$(PYTHON)" -m venv "$$dir"
+	"$$dir/bin/python" -m pip install -q "pip==$(PIP_VERSION)"
+	"$$dir/bin/python" -m pip install -q -r "$<"
+	"$$dir/bin/python" -m pip check
+	echo "ansible-cores: $$("$$dir/bin/ansible" --version | sed -n 1p) in $${dir#$(ROOT)/}"
+	touch "$@"
+
 # pytest = pytest-local (unit tests, integration tests against real Erlang nodes on
 # loopback), then pytest-lab (real ejabberd in lab containers, the roles and playbooks
-# on VM-like lab hosts). The lab files run three at a time (pytest-xdist, one file per
-# worker): they mostly wait for containers, and each uses its own names and subnets.
+# on VM-like lab hosts). The lab files run three at a time (pytest-xdist, a file, or a
+# file's release, per worker; longest first: LAB_UNITS in tests/conftest.py): they mostly
+# wait for containers, and each uses its own names and subnets.
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 3
 
@@ -234,8 +257,8 @@ pytest-local: venv collection
 	if [ $${#failed[@]} -gt 0 ]; then echo "pytest: failures in $${failed[*]}" >&2; exit 1; fi
 
 # The integration tests against lab containers (marker `lab`), PYTEST_WORKERS files at once.
-pytest-lab: venv collection images
-	python -m pytest -n $(PYTEST_WORKERS) -m lab $(PYTEST_ARGS) tests/integration
+pytest-lab: venv collection images ansible-cores
+	python -m pytest -n $(PYTEST_WORKERS) --no-loadscope-reorder -m lab $(PYTEST_ARGS) tests/integration
 
 # Every step runs even when an earlier one fails, so one run reports every problem; the
 # exit status is non-zero if any of them failed. The lab tests and molecule run side by
@@ -248,7 +271,7 @@ test: deps venv collection
 	failed=()
 	start=$$(date +%s)
 	$(MAKE) -k lint sanity || failed+=(lint/sanity)
-	$(MAKE) images || failed+=(images)
+	$(MAKE) -j2 images ansible-cores || failed+=(images/ansible-cores)
 	$(MAKE) pytest-local || failed+=(pytest-local)
 	( $(MAKE) pytest-lab 2>&1 | sed -u 's/^/pytest | /' ) & pytest_pid=$$!
 	( $(MAKE) molecule 2>&1 | sed -u 's/^/molecule | /' ) & molecule_pid=$$!

@@ -117,3 +117,53 @@ def fixed_port_node():
     factory = _Factory()
     yield factory("fixednode", longnames=True, dist_port=0)
     factory.close()
+
+
+# How `make pytest-lab` spreads the lab files over its workers (pytest-xdist, one file per
+# worker, --no-loadscope-reorder): the longest first, so that none starts last, and the
+# files whose module-scoped lab is parametrized by release (the first part of the test id)
+# as one unit per release, each on a worker of its own. Minutes: about how long a unit's
+# labs take on a quiet 2-core machine.
+LAB_UNITS = {
+    "test_cluster_changes.py": (10, True),
+    "test_ejabberd_cluster.py": (11, False),
+    "test_playbooks.py": (11, False),
+    "test_cluster_shrink_and_partition.py": (6, True),
+    "test_site_releases.py": (3, True),
+    "test_ansible_core_releases.py": (3, True),
+    "test_dist_tls.py": (7, True),
+    "test_role_erlang_firewall.py": (4, False),
+    "test_awx_jobs.py": (4, False),
+    "test_site_install_and_faults.py": (3, False),
+    "test_role_erlang_cookie.py": (3, False),
+    "test_otp_matrix.py": (2, False),
+}
+
+
+def _unit(nodeid: str) -> str:
+    """The scheduling unit of a test: its file, or file and release for LAB_UNITS' split ones."""
+    path, _sep, rest = nodeid.partition("::")
+    split = LAB_UNITS.get(os.path.basename(path), (0, False))[1]
+    if split and "[" in rest:
+        return "%s::[%s]" % (path, rest.split("[", 1)[1].split("-", 1)[0].rstrip("]"))
+    return path
+
+
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+    """The lab units in LAB_UNITS' order, longest first; the rest keeps its order."""
+    order = {}
+    for item in items:
+        minutes = LAB_UNITS.get(os.path.basename(str(item.fspath)), (0, False))[0]
+        order.setdefault(_unit(item.nodeid), (-minutes, len(order)))
+    items.sort(key=lambda item: order[_unit(item.nodeid)])
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's file scheduling, with LAB_UNITS' units instead of whole files."""
+    from xdist.scheduler import LoadFileScheduling  # pylint: disable=import-outside-toplevel
+
+    class LabUnitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            return _unit(nodeid)
+
+    return LabUnitScheduling(config, log)

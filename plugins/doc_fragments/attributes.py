@@ -17,3 +17,13 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 '''
+
+    # Modules that only read: the same in check mode, nothing to diff.
+    READ_ONLY = r'''
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads; it runs the same in check mode.
+  diff_mode:
+    support: none
+'''

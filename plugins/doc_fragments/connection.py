@@ -66,6 +66,34 @@ options:
       - Default is the first of C(/etc/ejabberd/ejabberdctl.cfg) (Debian package) and
         C(/opt/ejabberd/conf/ejabberdctl.cfg) (ProcessOne installers) that exists.
     type: path
+  tls:
+    description:
+      - Speak OTP's TLS distribution (C(-proto_dist inet_tls)) - TLS right after the TCP connect,
+        the node's certificate verified against O(tls_cafile) and the host part of its node name
+        (as a DNS name or an IP address), this client's certificate O(tls_certfile) presented.
+        EPMD stays plain TCP.
+      - When omitted, on when C(ERL_OPTIONS) of the local ejabberdctl.cfg says
+        C(-proto_dist inet_tls) (or C(inet6_tls)), so a bare call checks the local node as it runs.
+      - A TLS failure has reason V(tls_failed); the message names the cause (V(unknown_ca),
+        V(certificate_expired), V(name_mismatch), V(no_client_certificate), V(not_tls), V(bad_files),
+        V(handshake_failure)) and what to fix.
+    type: bool
+  tls_certfile:
+    description:
+      - PEM certificate this client presents (nodes that verify peers require one).
+      - When omitted, C(certfile) of the C(client) (else C(server)) options in the local node's
+        C(-ssl_dist_optfile) (from C(ERL_OPTIONS) of ejabberdctl.cfg); reading that file and the key
+        needs root or the service user.
+    type: path
+  tls_keyfile:
+    description:
+      - PEM private key of O(tls_certfile). Default as for O(tls_certfile) (C(keyfile)).
+    type: path
+  tls_cafile:
+    description:
+      - PEM certificate(s) of the CA that signed the nodes' certificates. Default as for
+        O(tls_certfile) (C(cacertfile)); required with O(tls).
+    type: path
 notes:
   - The module talks to the node over the Erlang distribution protocol itself, as a hidden
     node; it needs neither ejabberdctl nor Erlang where it runs, only Python 3.9 or later.

@@ -35,14 +35,39 @@ CONNECTION_ARGUMENT_SPEC = dict(
     address=dict(type='str'),
     timeout=dict(type='float', default=5.0),
     ejabberdctl_cfg=dict(type='path'),
+    tls=dict(type='bool'),
+    tls_certfile=dict(type='path'),
+    tls_keyfile=dict(type='path'),
+    tls_cafile=dict(type='path'),
 )
 CONNECTION_MUTUALLY_EXCLUSIVE = [('cookie', 'cookie_file')]
 
 _CFG_LINE = re.compile(r'^\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$')
+# What an ssl_dist options file may be at most, and the words of its text.
+MAX_OPTFILE_SIZE = 64 * 1024
+_TERM_TOKEN = re.compile(r'''\s*(?:(?P<str>"(?:[^"\\]|\\.)*")
+                              |(?P<qatom>'(?:[^'\\]|\\.)*')
+                              |(?P<sym>[\[\]{},.]|<<|>>)
+                              |(?P<word>[A-Za-z0-9_@.+-]+)
+                              |(?P<comment>%[^\n]*))''', re.S | re.X)
 
 
 class ConnectionOptionError(ValueError):
-    """A connection option is wrong; the message names it."""
+    """A connection option is wrong; the message names it. ``reason`` is the module's
+    reason code (``bad_parameter``, or ``tls_failed`` with a ``cause`` for TLS files that
+    cannot be used)."""
+
+    def __init__(self, message, reason='bad_parameter', cause=None):
+        super(ConnectionOptionError, self).__init__(message)
+        self.reason = reason
+        self.cause = cause
+
+    def result(self):
+        """What a module fails with."""
+        found = dict(msg=str(self), reason=self.reason)
+        if self.cause:
+            found['tls_cause'] = self.cause
+        return found
 
 
 def module_kwargs(argument_spec=None, **kwargs):
@@ -217,7 +242,113 @@ def resolve(params):
                                   'cookie_user')
     return dict(node=node, cookie=cookie, address=address, dist_port=dist_port,
                 epmd_port=params.get('epmd_port') or erldist.EPMD_DEFAULT_PORT,
-                timeout=params.get('timeout') or 5.0)
+                timeout=params.get('timeout') or 5.0, tls=tls_from_options(params, cfg, cfg_path))
+
+
+def parse_erlang_terms(text):
+    """The first term of an Erlang consult file (such as OTP's ssl_dist options file):
+    lists, tuples, atoms, strings and binaries (as str), integers. ValueError if the text
+    is not such a term."""
+    tokens, pos = [], 0
+    while pos < len(text):
+        match = _TERM_TOKEN.match(text, pos)
+        if not match:
+            if text[pos:].strip():
+                raise ValueError('unexpected %r' % text[pos:pos + 20])
+            break
+        pos = match.end()
+        kind = match.lastgroup
+        if kind != 'comment':
+            tokens.append((kind, match.group(kind)))
+
+    def term(i):
+        kind, value = tokens[i]
+        if kind == 'sym' and value in '[{':
+            close, items, i = (']' if value == '[' else '}'), [], i + 1
+            while tokens[i] != ('sym', close):
+                item, i = term(i)
+                items.append(item)
+                if tokens[i] == ('sym', ','):
+                    i += 1
+            return (items if close == ']' else tuple(items)), i + 1
+        if kind == 'sym' and value == '<<':
+            inner, i = term(i + 1)
+            if tokens[i] != ('sym', '>>'):
+                raise ValueError('a binary must be <<"text">>')
+            return inner, i + 1
+        if kind in ('str', 'qatom'):
+            return re.sub(r'\\(.)', r'\1', value[1:-1]), i + 1
+        if kind == 'word':
+            return (int(value) if re.match(r'^-?[0-9]+$', value) else value), i + 1
+        raise ValueError('unexpected %r' % value)
+
+    try:
+        result, end = term(0)
+    except IndexError:
+        raise ValueError('the text ends in the middle of a term')
+    if tokens[end:] not in ([], [('sym', '.')]):
+        raise ValueError('more than one term')
+    return result
+
+
+def _tls_defaults(cfg, cfg_path):
+    """``(tls, certfile, keyfile, cafile)`` as the local ejabberdctl.cfg sets the node up:
+    TLS when ERL_OPTIONS says ``-proto_dist inet_tls`` (or ``inet6_tls``), the files
+    from the ``client`` part of its ``-ssl_dist_optfile`` (else the ``server`` part)."""
+    try:
+        words = shlex.split(cfg.get('ERL_OPTIONS', ''))
+    except ValueError:
+        words = cfg.get('ERL_OPTIONS', '').split()
+    options = dict(zip(words, words[1:]))
+    if options.get('-proto_dist') not in ('inet_tls', 'inet6_tls'):
+        return False, None, None, None
+    optfile = options.get('-ssl_dist_optfile')
+    if not optfile:
+        return True, None, None, None
+    where = '-ssl_dist_optfile %s (ERL_OPTIONS in %s)' % (optfile, cfg_path)
+    try:
+        with open(optfile, encoding='utf-8', errors='replace') as handle:
+            parsed = parse_erlang_terms(handle.read(MAX_OPTFILE_SIZE))
+        sides = {side: dict(opt for opt in opts if isinstance(opt, tuple) and len(opt) == 2)
+                 for side, opts in parsed if isinstance(opts, list)}
+    except OSError as exc:
+        raise ConnectionOptionError('%s cannot be read (%s): run as root, or give tls_certfile, '
+                                    'tls_keyfile and tls_cafile' % (where, exc.strerror))
+    except (ValueError, TypeError):
+        raise ConnectionOptionError('%s is not a list of {server, Options} and {client, Options} '
+                                    'terms: fix it, or give tls_certfile, tls_keyfile and tls_cafile'
+                                    % where)
+
+    def pick(key):
+        for side in ('client', 'server'):
+            value = sides.get(side, {}).get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+    return True, pick('certfile'), pick('keyfile'), pick('cacertfile')
+
+
+def tls_from_options(params, cfg, cfg_path):
+    """The TLS context of the connection options (None for plain TCP); the defaults
+    come from the local node's own TLS settings."""
+    tls, certfile, keyfile, cafile = _tls_defaults(cfg, cfg_path)
+    if params.get('tls') is not None:
+        tls = params['tls']
+    if not tls:
+        return None
+    certfile = params.get('tls_certfile') or certfile
+    keyfile = params.get('tls_keyfile') or keyfile
+    cafile = params.get('tls_cafile') or cafile
+    if not cafile:
+        raise ConnectionOptionError('tls_cafile: TLS distribution needs the CA certificate that '
+                                    'signed the nodes\' certificates (not given, and no '
+                                    'cacertfile in the local node\'s ssl_dist options)')
+    if bool(certfile) != bool(keyfile):
+        raise ConnectionOptionError('tls_certfile and tls_keyfile go together: give both or neither')
+    try:
+        return erldist.tls_context(certfile, keyfile, cafile)
+    except erldist.DistError as exc:
+        raise ConnectionOptionError(str(exc), exc.reason, exc.cause)
 
 
 def without_secrets(text, secrets):
@@ -230,5 +361,10 @@ def without_secrets(text, secrets):
 
 
 def connection_facts(conn):
-    """How a connection was made, for module results."""
-    return dict(node=conn.node, address=conn.address, port=conn.port, via_epmd=conn.via_epmd)
+    """How a connection was made, for module results (with the node's certificate over
+    TLS distribution)."""
+    facts = dict(node=conn.node, address=conn.address, port=conn.port, via_epmd=conn.via_epmd,
+                 tls=conn.tls is not None)
+    if conn.tls is not None:
+        facts['tls_certificate'] = conn.tls
+    return facts

@@ -5,7 +5,11 @@
 
 It looks a node up in EPMD (or goes straight to a fixed port), shakes hands as a
 hidden node (version 6, the OTP 23+ handshake), proves the cookie in both
-directions and runs RPCs through the node's ``rex`` server.  Every blocking
+directions and runs RPCs through the node's ``rex`` server.  With a TLS context
+(:func:`tls_context`) it speaks OTP's TLS distribution (``inet_tls_dist``): TLS
+right after the TCP connect, the node's certificate verified against the CA and
+its name, a client certificate presented, the handshake framed with 4-byte
+lengths inside TLS (EPMD stays plain TCP).  Every blocking
 step, decoding included, runs against one deadline; every read is bounded, and
 so is the memory one message may take.  Whatever a peer sends, the public calls
 raise nothing but :class:`DistError`, whose ``reason`` is one of :data:`REASONS`.
@@ -29,6 +33,7 @@ import os
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -37,7 +42,26 @@ from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 
 REASONS = ('unreachable', 'epmd_unreachable', 'not_registered', 'not_allowed',
            'cookie_rejected', 'name_type_mismatch', 'timeout', 'protocol_error',
-           'rpc_error', 'bad_parameter')
+           'rpc_error', 'bad_parameter', 'tls_failed')
+
+# The causes of a tls_failed DistError (its ``cause``), and what to fix for each.
+TLS_CAUSES = {
+    'unknown_ca': 'the certificate was signed by a CA the other side does not trust: give '
+                  'both sides the cluster\'s CA certificate (tls_cafile), and certificates '
+                  'that CA signed',
+    'certificate_expired': 'a certificate has expired (or is not valid yet): renew the '
+                           'distribution certificates (rerun the site playbook)',
+    'name_mismatch': 'the node\'s certificate does not name the host part of its node name '
+                     '(as a DNS name or an IP address): make certificates for the node names',
+    'no_client_certificate': 'the node requires a client certificate and got none it '
+                             'accepts: give tls_certfile and tls_keyfile',
+    'not_tls': 'the node does not speak TLS on its distribution port: it runs plain TCP '
+               'distribution, so connect without TLS (or switch the node to TLS)',
+    'bad_files': 'the certificate, key or CA file cannot be used: check the paths, that the '
+                 'key belongs to the certificate, and that the files are PEM',
+    'handshake_failure': 'the TLS handshake failed: check that both sides allow TLS 1.2 or '
+                         '1.3 and share a cipher',
+}
 
 EPMD_DEFAULT_PORT = 4369
 
@@ -93,17 +117,20 @@ NAME_SLOTS = 16
 _BUSY_PAUSE = (0.02, 0.2)
 _PEER_TEXT = 80  # characters of a peer's text quoted in a message
 _JOIN_AT_MOST = 64 * 1024  # reads up to this size are joined from chunks
+_HANDSHAKE_MAX = 0xFFFF    # no handshake message is longer (4-byte lengths inside TLS)
 
 _RANDOM = random.SystemRandom()
 
 
 class DistError(Exception):
-    """The one error of this client: ``reason`` (see :data:`REASONS`) and a sentence."""
+    """The one error of this client: ``reason`` (see :data:`REASONS`) and a sentence;
+    ``cause`` (see :data:`TLS_CAUSES`) for ``tls_failed``."""
 
-    def __init__(self, reason, message):
+    def __init__(self, reason, message, cause=None):
         super(DistError, self).__init__(message)
         self.reason = reason
         self.message = message
+        self.cause = cause
 
     def __str__(self):
         return self.message
@@ -302,6 +329,117 @@ def _resolve(address, port, deadline, what):
     return answer['infos']
 
 
+# --------------------------------------------------------------------------- TLS
+
+def _ssl():
+    """The ssl module, imported only when TLS is used (its import is a good part of a plain
+    module run's own time); None in a Python built without OpenSSL."""
+    try:
+        import ssl  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    return ssl
+
+
+def _is_ssl_error(exc):
+    ssl = sys.modules.get('ssl')
+    return ssl is not None and isinstance(exc, ssl.SSLError)
+
+
+def _tls_failed(cause, what, detail):
+    return DistError('tls_failed', 'TLS with %s failed (%s: %s): %s'
+                     % (what, cause, peer_text(detail, 160), TLS_CAUSES[cause]), cause)
+
+
+def _tls_cause(exc):
+    """The TLS_CAUSES key an ssl error stands for."""
+    verify = getattr(exc, 'verify_message', None) or ''
+    text = '%s %s %s' % (getattr(exc, 'reason', '') or '', verify, exc)
+    lower = text.lower()
+    if 'expired' in lower or 'not yet valid' in lower:
+        return 'certificate_expired'
+    if 'mismatch' in lower and ('hostname' in lower or 'ip address' in lower):
+        return 'name_mismatch'
+    if 'unknown_ca' in lower or 'unknown ca' in lower or 'local issuer' in lower \
+            or 'self-signed' in lower or 'self signed' in lower:
+        return 'unknown_ca'
+    if 'certificate_required' in lower or 'peer did not return a certificate' in lower:
+        return 'no_client_certificate'
+    if 'wrong_version_number' in lower or 'wrong version number' in lower \
+            or 'unexpected eof' in lower or 'record layer failure' in lower \
+            or 'packet length too long' in lower or 'http_request' in lower:
+        return 'not_tls'
+    return 'handshake_failure'
+
+
+@_public('making a TLS context')
+def tls_context(certfile=None, keyfile=None, cafile=None):
+    """An ``ssl.SSLContext`` for TLS distribution: TLS 1.2 or later, the node's
+    certificate verified against CAFILE and the host part of its name, and our own
+    CERTFILE and KEYFILE presented (the nodes require one: ``fail_if_no_peer_cert``).
+    A file that cannot be used raises DistError ``tls_failed`` (cause ``bad_files``)."""
+    ssl = _ssl()
+    if ssl is None:
+        raise DistError('tls_failed', 'this Python has no ssl module, so it cannot speak TLS '
+                        'distribution: use a Python built with OpenSSL', 'bad_files')
+    if not cafile:
+        raise _bad('tls_cafile: TLS distribution needs the CA certificate that signed the '
+                   'nodes\' certificates')
+    if bool(certfile) != bool(keyfile):
+        raise _bad('tls_certfile and tls_keyfile go together: give both or neither')
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        context.load_verify_locations(cafile=cafile)
+        if certfile:
+            context.load_cert_chain(certfile, keyfile)
+    except (OSError, ValueError) as exc:   # ssl.SSLError is an OSError
+        raise DistError('tls_failed', 'the TLS files (certificate %s, key %s, CA %s) cannot be '
+                        'used (%s): %s' % (certfile, keyfile, cafile, peer_text(str(exc), 160),
+                                           TLS_CAUSES['bad_files']), 'bad_files')
+    return context
+
+
+def _start_tls(sock, context, host, deadline, what):
+    """TLS on the connected socket, the node's certificate checked against HOST (the
+    host part of its name, also sent as SNI, as OTP's client does)."""
+    try:
+        sock.settimeout(deadline.left())
+        tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        tls.do_handshake()
+        return tls
+    except socket.timeout:
+        # The port took the connection but nothing came back to our hello: a plain
+        # node reads the hello as a handshake message and waits for the rest.
+        sock.close()
+        raise _tls_failed('not_tls', what, 'no answer to the TLS hello within %.1f s'
+                          % deadline.seconds)
+    except OSError as exc:   # ssl.SSLError is one
+        sock.close()
+        if _is_ssl_error(exc):
+            raise _tls_failed(_tls_cause(exc), what, exc)
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE, None):
+            raise _tls_failed('not_tls', what, exc)
+        raise DistError('unreachable', 'connection to %s failed during the TLS handshake: %s'
+                        % (what, exc))
+
+
+def peer_certificate(sock):
+    """``{'subject', 'not_after', 'days_left', 'version'}`` of the node's certificate on a
+    TLS connection (None on plain TCP)."""
+    ssl = sys.modules.get('ssl')
+    if ssl is None or not isinstance(sock, ssl.SSLSocket):
+        return None
+    cert = sock.getpeercert() or {}
+    not_after = cert.get('notAfter')
+    seconds = ssl.cert_time_to_seconds(not_after) if not_after else None
+    subject = ', '.join('%s=%s' % pair for rdn in cert.get('subject', ()) for pair in rdn)
+    return {'subject': subject, 'not_after': not_after, 'version': sock.version(),
+            'days_left': None if seconds is None else int((seconds - time.time()) // 86400)}
+
+
 def _connect(address, port, deadline, refused_reason, what):
     infos = _resolve(address, port, deadline, what)
     last = None
@@ -346,7 +484,7 @@ def _recv_exact(sock, count, deadline, what):
             deadline.left()
             continue
         except OSError as exc:
-            raise DistError('unreachable', 'connection to %s failed: %s' % (what, exc))
+            raise _broken(exc, what)
         if not chunk:
             raise EOFError(what)
         chunks.append(chunk)
@@ -366,7 +504,7 @@ def _recv_into(sock, count, deadline, what):
             deadline.left()
             continue
         except OSError as exc:
-            raise DistError('unreachable', 'connection to %s failed: %s' % (what, exc))
+            raise _broken(exc, what)
         if not n:
             raise EOFError(what)
         got += n
@@ -381,7 +519,15 @@ def _send_all(sock, data, deadline, what):
         deadline.left()
         raise DistError('timeout', 'sending to %s timed out' % what)
     except OSError as exc:
-        raise DistError('unreachable', 'connection to %s failed while sending: %s' % (what, exc))
+        raise _broken(exc, what)
+
+
+def _broken(exc, what):
+    """The DistError of a connection that broke: over TLS, the alert says why (with TLS
+    1.3 the node refuses our certificate only after the handshake, at our first read)."""
+    if _is_ssl_error(exc):
+        return _tls_failed(_tls_cause(exc), what, exc)
+    return DistError('unreachable', 'connection to %s failed: %s' % (what, exc))
 
 
 # --------------------------------------------------------------------------- EPMD
@@ -581,8 +727,9 @@ class _Handshake(object):
     """One handshake as the connecting side, in the steps (and with the names) of
     dist_util:handshake_we_started/1; the state they share lives here."""
 
-    def __init__(self, sock, node, cookie, own_node, deadline):
+    def __init__(self, sock, node, cookie, own_node, deadline, header=2):
         self.sock = sock
+        self.header = '>H' if header == 2 else '>I'   # inside TLS: 4-byte lengths
         self.node = node
         self.cookie = cookie
         self.own_node = own_node
@@ -601,13 +748,19 @@ class _Handshake(object):
             step()
         return self
 
-    # -- framing (2-byte length during the handshake)
+    # -- framing (2-byte lengths during the handshake; 4-byte ones inside TLS)
     def _send(self, payload):
-        _send_all(self.sock, struct.pack('>H', len(payload)) + payload, self.deadline, self.node)
+        _send_all(self.sock, struct.pack(self.header, len(payload)) + payload, self.deadline,
+                  self.node)
 
     def _recv(self):
         try:
-            length = struct.unpack('>H', _recv_exact(self.sock, 2, self.deadline, self.node))[0]
+            size = struct.calcsize(self.header)
+            length = struct.unpack(self.header, _recv_exact(self.sock, size, self.deadline,
+                                                            self.node))[0]
+            if length > _HANDSHAKE_MAX:
+                raise DistError('protocol_error', '%s sent a handshake message of %d bytes'
+                                % (self.node, length))
             if length == 0:
                 raise DistError('protocol_error', '%s sent an empty handshake message' % self.node)
             return _recv_exact(self.sock, length, self.deadline, self.node)
@@ -623,7 +776,9 @@ class _Handshake(object):
                              'the cluster (cookie, cookie_file or cookie_user)' % self.node)
         return DistError('protocol_error', 'node %s closed the connection during the handshake '
                          '(at %s); the port may belong to something else, or the node refused '
-                         'us (see its log)' % (self.node, self.stage))
+                         'us (see its log)%s' % (self.node, self.stage, '' if self.header != '>H' else
+                                                 '; a node of TLS distribution (inet_tls) closes '
+                                                 'on a client without TLS too: then set tls'))
 
     # -- the steps
     def send_name(self):
@@ -691,11 +846,12 @@ def _wrong_peer(node, peer_name):
                      'the node name, address or port' % (node, peer_text(peer_name)))
 
 
-def _shake_hands(address, port, node, cookie, deadline):
+def _shake_hands(address, port, node, cookie, deadline, tls=None):
     """A handshake under the first free name; rounds over all of them, with a short
     pause in between, while time is left (a busy name is usually freed within
-    milliseconds: our connections are short).  Returns the socket, the finished
-    handshake and the function that frees its name in this process."""
+    milliseconds: our connections are short).  With TLS (an SSLContext), TLS first.
+    Returns the socket, the finished handshake and the function that frees its name
+    in this process."""
     answered = False   # the node has answered a status (so it is a node)
     silent_closes = 0  # closes before any status while it had not
     rounds = 0
@@ -711,8 +867,11 @@ def _shake_hands(address, port, node, cookie, deadline):
                     slots.release(node, slot)
                     raise
                 try:
+                    if tls is not None:
+                        sock = _start_tls(sock, tls, split_node(node)[1], deadline, 'node %s' % node)
                     own_node = own_name(node, slot, lambda: sock.getsockname()[0])
-                    shake = _Handshake(sock, node, cookie, own_node, deadline).run()
+                    shake = _Handshake(sock, node, cookie, own_node, deadline,
+                                       header=2 if tls is None else 4).run()
                     return sock, shake, functools.partial(slots.release, node, slot)
                 except _NameBusy as busy:
                     slots.release(node, slot)
@@ -761,6 +920,8 @@ class Connection(object):
                  timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET, release=None):
         # pylint: disable=too-many-arguments,too-many-positional-arguments
         self.sock = sock
+        # The node's certificate, over TLS distribution (None on plain TCP).
+        self.tls = peer_certificate(sock)
         self._release = release  # frees our name for this process's next connections
         self.node = node
         self.own_node = own_node
@@ -937,13 +1098,14 @@ _NOT_OURS = object()
 
 @_public('connecting')
 def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_PORT,
-            timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET):
+            timeout=DEFAULT_TIMEOUT, max_packet=DEFAULT_MAX_PACKET, tls=None):
     """Connect and shake hands with ``node``; returns a :class:`Connection`.
 
     ``address`` is the TCP address to use (default: the node's host part);
     ``dist_port`` skips EPMD (ERL_DIST_PORT mode).  ``timeout`` bounds the whole
-    connect, and is the connection's default for later calls.  Bad arguments
-    raise DistError ``bad_parameter`` (the cookie is never quoted).
+    connect, and is the connection's default for later calls.  ``tls`` (from
+    :func:`tls_context`) speaks TLS distribution.  Bad arguments raise DistError
+    ``bad_parameter`` (the cookie is never quoted).
     """
     name, host = _check_node(node)
     _check_cookie(cookie)
@@ -960,7 +1122,9 @@ def connect(node, cookie, address=None, dist_port=None, epmd_port=EPMD_DEFAULT_P
     if via_epmd:
         lookup = _Deadline(deadline.left(), 'the EPMD lookup for %s' % node)
         dist_port = _epmd_port_please(address, name, epmd_port, lookup)['port']
-    sock, shake, release = _shake_hands(address, dist_port, node, cookie, deadline)
+    if tls is not None and not isinstance(tls, getattr(sys.modules.get('ssl'), 'SSLContext', ())):
+        raise _bad('tls: %s is not a TLS context (erldist.tls_context)' % _shown(tls))
+    sock, shake, release = _shake_hands(address, dist_port, node, cookie, deadline, tls)
     return Connection(sock, node, shake.own_node, shake.creation, shake.peer_flags,
                       address=address, port=dist_port, via_epmd=via_epmd, timeout=timeout,
                       max_packet=max_packet, release=release)

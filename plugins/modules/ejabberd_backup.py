@@ -139,7 +139,7 @@ def main():
     try:
         target = connection.resolve(params)
     except connection.ConnectionOptionError as exc:
-        module.fail_json(msg=str(exc), reason='bad_parameter')
+        module.fail_json(**exc.result())
     path = params['path']
     result = dict(changed=False, node=target['node'], path=path)
     # Mnesia would take a relative path from the node's working directory, which

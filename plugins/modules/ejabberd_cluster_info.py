@@ -28,12 +28,7 @@ description:
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
   - xmpp.ejabberd.attributes
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads; it runs the same in check mode.
-  diff_mode:
-    support: none
+  - xmpp.ejabberd.attributes.read_only
 options:
   expected_nodes:
     description:
@@ -177,6 +172,14 @@ views:
       does not has its Mnesia view with C(reason) and C(msg).
   returned: when O(check_peers=true)
   type: dict
+tls_certificate:
+  description:
+    - Over TLS distribution, the node's certificate as it presented it - C(subject), C(not_after),
+      C(days_left) (whole days until it expires) and the TLS C(version); also in each member's
+      RV(views) entry with O(check_peers=true).
+  returned: when the node was reached over TLS
+  type: dict
+  sample: {subject: commonName=xmpp1.example.org, not_after: "Dec  3 12:00:00 2027 GMT", days_left: 364, version: TLSv1.3}
 split_brain:
   description: Whether reachable members disagree on the running members.
   returned: when O(check_peers=true)
@@ -214,6 +217,8 @@ def own_view(target, facts, count_user_data=False):
             facts.update(ejabberd.cluster_view(conn))
             facts['ejabberd_version'], facts['ejabberd_vsn'] = ejabberd.ejabberd_version(conn)
             facts['otp_release'] = ejabberd.otp_release(conn)
+            if conn.tls is not None:
+                facts['tls_certificate'] = conn.tls
     return facts
 
 
@@ -233,6 +238,8 @@ def peer_views(target, facts, expected, peer_addresses):
                 with erldist.connect(**options) as conn:
                     view.update(ejabberd.mnesia_view(conn))
                     view.update(ejabberd.cluster_view(conn))
+                    if conn.tls is not None:
+                        view['tls_certificate'] = conn.tls
         except erldist.DistError as exc:
             view.update(reason=exc.reason, msg=str(exc))
             if 'db_nodes' not in view:
@@ -293,7 +300,7 @@ def main():
         expected = sorted(set(connection.validate_node(n, 'expected_nodes')
                               for n in params['expected_nodes'] or []))
     except connection.ConnectionOptionError as exc:
-        module.fail_json(msg=str(exc), reason='bad_parameter')
+        module.fail_json(**exc.result())
 
     result = dict(changed=False, node=target['node'])
     facts = {}

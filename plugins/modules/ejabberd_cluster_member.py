@@ -416,7 +416,7 @@ def main():
         target = connection.resolve(params)
         seed = connection.validate_node(params['cluster_node'], 'cluster_node')
     except connection.ConnectionOptionError as exc:
-        module.fail_json(msg=str(exc), reason='bad_parameter')
+        module.fail_json(**exc.result())
     if seed == target['node']:
         module.fail_json(msg='cluster_node: %s is the node itself; name another member of the '
                          'cluster' % seed, reason='bad_parameter')

@@ -115,7 +115,7 @@ def main():
     try:
         target = connection.resolve(module.params)
     except connection.ConnectionOptionError as exc:
-        module.fail_json(msg=str(exc), reason='bad_parameter')
+        module.fail_json(**exc.result())
     result = dict(changed=False, node=target['node'])
     timeout = target['timeout']
     try:

@@ -84,7 +84,7 @@ def main():
         target = connection.resolve(module.params)
         new_cookie = connection.validate_cookie(module.params['new_cookie'], 'new_cookie')
     except connection.ConnectionOptionError as exc:
-        module.fail_json(msg=str(exc), reason='bad_parameter')
+        module.fail_json(**exc.result())
 
     result = dict(changed=False, node=target['node'])
     try:

@@ -20,12 +20,7 @@ description:
 extends_documentation_fragment:
   - xmpp.ejabberd.connection
   - xmpp.ejabberd.attributes
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads; it runs the same in check mode.
-  diff_mode:
-    support: none
+  - xmpp.ejabberd.attributes.read_only
 options:
   fail_on_error:
     description:
@@ -99,6 +94,18 @@ via_epmd:
   returned: when reachable
   type: bool
   sample: false
+tls:
+  description: Whether the node was reached over TLS distribution.
+  returned: when reachable
+  type: bool
+  sample: false
+tls_certificate:
+  description:
+    - The node's certificate as it presented it over TLS - C(subject), C(not_after), C(days_left)
+      (whole days until it expires) and the TLS C(version).
+  returned: when reached over TLS
+  type: dict
+  sample: {subject: commonName=xmpp1.example.org, not_after: "Dec  3 12:00:00 2027 GMT", days_left: 364, version: TLSv1.3}
 elapsed_ms:
   description: Time for connect, handshake and the queries, in milliseconds.
   returned: always
@@ -108,7 +115,8 @@ reason:
   description:
     - Why the node could not be reached, one of V(unreachable), V(epmd_unreachable),
       V(not_registered), V(not_allowed), V(cookie_rejected), V(name_type_mismatch),
-      V(timeout), V(protocol_error) or V(rpc_error); V(bad_parameter) for a bad option.
+      V(timeout), V(protocol_error), V(rpc_error) or V(tls_failed) (the message names the cause and
+      the fix); V(bad_parameter) for a bad option.
   returned: when not reachable
   type: str
   sample: cookie_rejected
@@ -136,7 +144,7 @@ def main():
     try:
         target = connection.resolve(module.params)
     except connection.ConnectionOptionError as exc:
-        module.fail_json(msg=str(exc), reachable=False, reason='bad_parameter')
+        module.fail_json(reachable=False, **exc.result())
 
     result = dict(changed=False, reachable=False, node=target['node'])
     started = time.monotonic()

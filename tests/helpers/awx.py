@@ -172,14 +172,16 @@ def _write(path: str, text: str, mode: int = 0o600) -> None:
 def build_private_data_dir(path: str, *, inventory: dict, extra_vars: dict, injected: Injected | None,
                            ssh_key: str | None, collections_path: str, playbook: str,
                            project_files: dict | None = None, envvars: dict | None = None,
-                           job_timeout: int = 600) -> str:
+                           job_timeout: int = 600, job_args: tuple = ()) -> str:
     """Lay out an AWX-style ansible-runner private data dir at PATH; returns PATH.
 
     * inventory/hosts.json: INVENTORY, a YAML-inventory structure ({"all": {"hosts": ...}}).
     * env/extravars: the job's EXTRA_VARS (job template, survey, launch).
-    * env/cmdline: INJECTED's arguments (``-e @FILE`` of the credential's extra vars; runner
-      puts them before env/extravars, so job extra vars win, as in AWX). INJECTED comes
-      from ``render_injectors`` on the same PATH (its files are already under PATH/env).
+    * env/cmdline: JOB_ARGS (what the job template and its machine credential add, such as
+      ``-u admin --become``), then INJECTED's arguments (``-e @FILE`` of the credential's
+      extra vars; runner puts them before env/extravars, so job extra vars win, as in AWX).
+      INJECTED comes from ``render_injectors`` on the same PATH (its files are already
+      under PATH/env).
     * env/ssh_key: the content of the private key file SSH_KEY (runner feeds it to ssh-agent).
     * env/settings: output not suppressed, JOB_TIMEOUT seconds.
     * env/envvars: ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, INJECTED's env, then ENVVARS.
@@ -188,8 +190,9 @@ def build_private_data_dir(path: str, *, inventory: dict, extra_vars: dict, inje
     """
     _write(os.path.join(path, "inventory", "hosts.json"), json.dumps(inventory, indent=2))
     _write(os.path.join(path, "env", "extravars"), json.dumps(extra_vars, indent=2))
-    if injected is not None and injected.args:
-        _write(os.path.join(path, "env", "cmdline"), shlex.join(injected.args))
+    cmdline = [*job_args, *(injected.args if injected is not None else [])]
+    if cmdline:
+        _write(os.path.join(path, "env", "cmdline"), shlex.join(cmdline))
     if ssh_key is not None:
         with open(ssh_key, encoding="utf-8") as handle:
             _write(os.path.join(path, "env", "ssh_key"), handle.read())
@@ -208,10 +211,11 @@ def build_private_data_dir(path: str, *, inventory: dict, extra_vars: dict, inje
 
 
 def run_job(private_data_dir: str, playbook: str, ident: str,
-            timeout: float = 600) -> subprocess.CompletedProcess:
+            timeout: float = 600, bindir: str | None = None) -> subprocess.CompletedProcess:
     """``ansible-runner run PRIVATE_DATA_DIR -p PLAYBOOK --ident IDENT`` with no terminal and
-    no input (stdin /dev/null), as AWX runs a job; the venv's tools first on PATH."""
-    bindir = os.path.dirname(sys.executable)
+    no input (stdin /dev/null), as AWX runs a job; the tools of BINDIR (default: this
+    venv's) first on PATH."""
+    bindir = bindir or os.path.dirname(sys.executable)
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
     return subprocess.run([os.path.join(bindir, "ansible-runner"), "run", private_data_dir,
                            "-p", playbook, "--ident", ident],
@@ -234,4 +238,18 @@ def stats_artifact_data(private_data_dir: str, ident: str) -> dict:
     for event in job_events(private_data_dir, ident):
         if event.get("event") == "playbook_on_stats":
             return event["event_data"].get("artifact_data", {})
+    raise LookupError("no playbook_on_stats event in %s/artifacts/%s" % (private_data_dir, ident))
+
+
+def job_recap(private_data_dir: str, ident: str) -> dict:
+    """``{host: {'changed': n, 'failures': n, ...}}`` from the job's ``playbook_on_stats``
+    event (what AWX shows as the job's host summary)."""
+    for event in job_events(private_data_dir, ident):
+        if event.get("event") == "playbook_on_stats":
+            data = event["event_data"]
+            hosts = set()
+            for key in ("ok", "changed", "failures", "dark", "skipped"):
+                hosts.update(data.get(key) or {})
+            return {host: {key: (data.get(key) or {}).get(host, 0)
+                           for key in ("ok", "changed", "failures", "dark")} for host in hosts}
     raise LookupError("no playbook_on_stats event in %s/artifacts/%s" % (private_data_dir, ident))

@@ -308,7 +308,7 @@ def test_nftables_epmd_mode_replaces_the_rules(env):
     variables = {
         "erlang_firewall_epmd": True,
         "erlang_firewall_window": "4370-4380",
-        "erlang_firewall_dist_port": "{{ omit }}",    # as the ejabberd role passes it
+        "erlang_firewall_dist_port": "{{ omit }}",    # as a play of its own may pass it
         "erlang_firewall_peers": [ip(lab, 2), "fd00:db8::2", "10.99.0.0/16"],
         "erlang_firewall_action": "reject",
     }

@@ -411,3 +411,36 @@ def test_cfg_inline_comment_as_in_the_shell(tmp_path):
     target = resolve_with_cfg(tmp_path, 'ERLANG_NODE=ejabberd@host1  # this node\n'
                               'ERL_DIST_PORT=5210  # fixed port\n')
     assert (target['node'], target['dist_port']) == ('ejabberd@host1', 5210)
+
+
+# --------------------------------------------------------------------------- TLS defaults
+
+SSL_DIST = """%% written by hand
+[{server, [{certfile, "/etc/d/node.pem"}, {keyfile, "/etc/d/node.key"},
+           {cacertfile, "/etc/d/ca.pem"}, {verify, verify_peer}, {fail_if_no_peer_cert, true}]},
+ {client, [{certfile, "/etc/d/client.pem"}, {keyfile, "/etc/d/client.key"},
+           {cacertfile, "/etc/d/ca.pem"}, {versions, ['tlsv1.3', 'tlsv1.2']}]}].
+"""
+
+
+def test_erlang_terms_of_an_ssl_dist_file():
+    parsed = connection.parse_erlang_terms(SSL_DIST)
+    assert parsed[1] == ("client", [("certfile", "/etc/d/client.pem"), ("keyfile", "/etc/d/client.key"),
+                                    ("cacertfile", "/etc/d/ca.pem"), ("versions", ["tlsv1.3", "tlsv1.2"])])
+    assert connection.parse_erlang_terms('{a, <<"x\\"y">>, -3, \'q a\'}') == ("a", 'x"y', -3, "q a")
+    for bad in ("[{a, b}", "[a] [b].", "{a, #}", ""):
+        with pytest.raises(ValueError):
+            connection.parse_erlang_terms(bad)
+
+
+def test_tls_defaults_come_from_the_local_node(tmp_path):
+    optfile = tmp_path / "ssl_dist.conf"
+    optfile.write_text(SSL_DIST)
+    cfg = {"ERL_OPTIONS": "$ERL_OPTIONS -proto_dist inet_tls -ssl_dist_optfile %s" % optfile}
+    assert connection._tls_defaults(cfg, "cfg") == (  # pylint: disable=protected-access
+        True, "/etc/d/client.pem", "/etc/d/client.key", "/etc/d/ca.pem")
+    assert connection._tls_defaults({"ERL_OPTIONS": "-env X 0"}, "cfg")[0] is False  # pylint: disable=protected-access
+    optfile.write_text("not erlang")
+    with pytest.raises(connection.ConnectionOptionError) as caught:
+        connection._tls_defaults(cfg, "cfg")  # pylint: disable=protected-access
+    assert "-ssl_dist_optfile" in str(caught.value) and "tls_certfile" in str(caught.value)

@@ -82,7 +82,7 @@ def test_requirements_name_the_tarball_and_the_dependencies(context):
     assert collections.pop(tarball)["type"] == "file", "galaxy.yml's version and execution-environment.yml's tarball differ"
     assert os.path.isfile(os.path.join(context, "_build", tarball))
     assert collections == {name: {"name": name, "version": galaxy["dependencies"][name]}
-                           for name in ("ansible.posix", "community.general")}
+                           for name in ("ansible.posix", "community.crypto", "community.general")}
 
 
 def test_tarball_keeps_the_ee_metadata(context):
@@ -95,7 +95,7 @@ def test_tarball_keeps_the_ee_metadata(context):
 
 def test_introspect_lists_what_the_collection_declares(context, tmp_path):
     # As the image's galaxy stage: from /build, into the (only) collections path. Offline:
-    # ansible.posix and community.general are already there, in the `ansible` package.
+    # ansible.posix, community.crypto and community.general are already there, in the `ansible` package.
     dest = str(tmp_path / "collections")
     _run("ansible-galaxy", "collection", "install", "-r", "requirements.yml", "--collections-path", dest,
          "--offline", cwd=os.path.join(context, "_build"), env={"ANSIBLE_COLLECTIONS_PATH": dest})
