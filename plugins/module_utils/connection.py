@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import ipaddress
 import os
 import pwd
 import re
@@ -221,8 +222,8 @@ def resolve(params):
         node = cfg.get('ERLANG_NODE') or 'ejabberd@localhost'
         if '@' not in node:
             node = '%s@%s' % (node, short_hostname())  # as ejabberdctl does
-        if address is None and cfg.get('INET_DIST_INTERFACE') not in (None, '', '0.0.0.0', '::'):
-            address = cfg['INET_DIST_INTERFACE']
+        if address is None:
+            address = _dist_interface(cfg)
     validate_node(node, 'node' if params.get('node') is not None else 'ERLANG_NODE in %s' % cfg_path)
 
     dist_port = params.get('dist_port')
@@ -291,15 +292,38 @@ def parse_erlang_terms(text):
     return result
 
 
-def _tls_defaults(cfg, cfg_path):
-    """``(tls, certfile, keyfile, cafile)`` as the local ejabberdctl.cfg sets the node up:
-    TLS when ERL_OPTIONS says ``-proto_dist inet_tls`` (or ``inet6_tls``), the files
-    from the ``client`` part of its ``-ssl_dist_optfile`` (else the ``server`` part)."""
+def _erl_options(cfg):
+    """ERL_OPTIONS of ejabberdctl.cfg as {word: the word after it}."""
     try:
         words = shlex.split(cfg.get('ERL_OPTIONS', ''))
     except ValueError:
         words = cfg.get('ERL_OPTIONS', '').split()
-    options = dict(zip(words, words[1:]))
+    return dict(zip(words, words[1:]))
+
+
+def _dist_interface(cfg):
+    """The address the local node's distribution listens on, as ejabberdctl.cfg sets it:
+    INET_DIST_INTERFACE, else ``-kernel inet_dist_use_interface {...}`` in ERL_OPTIONS
+    (how role ejabberd sets an IPv6 interface, the same way on every release); None
+    when the node listens on every interface."""
+    if cfg.get('INET_DIST_INTERFACE') not in (None, '', '0.0.0.0', '::'):
+        return cfg['INET_DIST_INTERFACE']
+    try:
+        parts = parse_erlang_terms(_erl_options(cfg).get('inet_dist_use_interface', ''))
+        if len(parts) == 4:
+            return str(ipaddress.ip_address(bytes(parts)))
+        if len(parts) == 8:
+            return str(ipaddress.ip_address(b''.join(part.to_bytes(2, 'big') for part in parts)))
+        return None
+    except (ValueError, TypeError, IndexError, OverflowError, AttributeError):
+        return None
+
+
+def _tls_defaults(cfg, cfg_path):
+    """``(tls, certfile, keyfile, cafile)`` as the local ejabberdctl.cfg sets the node up:
+    TLS when ERL_OPTIONS says ``-proto_dist inet_tls`` (or ``inet6_tls``), the files
+    from the ``client`` part of its ``-ssl_dist_optfile`` (else the ``server`` part)."""
+    options = _erl_options(cfg)
     if options.get('-proto_dist') not in ('inet_tls', 'inet6_tls'):
         return False, None, None, None
     optfile = options.get('-ssl_dist_optfile')

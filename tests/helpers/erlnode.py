@@ -80,7 +80,8 @@ def erlang_available():
 
 def free_port(host="127.0.0.1"):
     """Return a TCP port that was free on ``host`` a moment ago (bind to 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
@@ -223,7 +224,7 @@ def epmd_names(epmd_port, timeout=5.0):
 
 
 def _loopback_ip(host):
-    """The IPv4 address the node should listen on, or None to leave it unbound."""
+    """The loopback address the node should listen on, or None to leave it unbound."""
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
@@ -231,9 +232,15 @@ def _loopback_ip(host):
             addr = ipaddress.ip_address(socket.gethostbyname(host))
         except (OSError, ValueError):
             return None
-    if addr.version == 4 and addr.is_loopback:
-        return str(addr)
-    return None
+    return str(addr) if addr.is_loopback else None
+
+
+def _erlang_ip(address):
+    """An IP address as an Erlang tuple ({127,0,0,1}; {0,0,0,0,0,0,0,1} for ::1)."""
+    addr = ipaddress.ip_address(address)
+    if addr.version == 4:
+        return "{%s}" % address.replace(".", ",")
+    return "{%s}" % ",".join(str(int(addr.exploded[i:i + 4], 16)) for i in range(0, 39, 5))
 
 
 class ErlNode:  # pylint: disable=too-many-instance-attributes
@@ -346,11 +353,13 @@ class ErlNode:  # pylint: disable=too-many-instance-attributes
                # no busy-waiting schedulers: the CI machine has 2 cores
                "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"]
         if self.listen_ip:
-            cmd += ["-kernel", "inet_dist_use_interface", "{%s}" % self.listen_ip.replace(".", ",")]
+            cmd += ["-kernel", "inet_dist_use_interface", _erlang_ip(self.listen_ip)]
         if self.fixed_port:
             cmd += ["-erl_epmd_port", str(self.port), "-start_epmd", "false"]
         else:
             cmd += ["-start_epmd", "false"]  # our epmd runs already
+        if self.listen_ip and ":" in self.listen_ip and "-proto_dist" not in self.extra_args:
+            cmd += ["-proto_dist", "inet6_tcp"]  # an IPv6 node: its distribution over IPv6
         cmd += self.extra_args
         cmd += ["-eval", 'ok = file:write_file("%s", atom_to_list(node())).' % ready_file]
         return cmd

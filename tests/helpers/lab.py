@@ -280,6 +280,11 @@ class LabCluster:
     the package's node as it is, for the roles to take over. ``installed=False`` purges
     ejabberd and Erlang at boot (a host without ejabberd; the image's local package
     source can install it again).
+
+    ``ipv6=True`` gives the network an IPv6 subnet beside the IPv4 one,
+    ``fd00:30:<third octet of the IPv4 subnet>::/64``: node i also gets the address
+    ``<that subnet>::(10+i)`` (``node(i)["ip6"]``), and its names ``n<i>.lab`` and
+    ``n<i>`` resolve to both addresses through docker's DNS. SSH stays on IPv4.
     """
 
     def __init__(self, suite: str = "bookworm", size: int = 3, prefix: str = "xejt",
@@ -288,7 +293,7 @@ class LabCluster:
                  extra_cfg: Mapping[str, str | None] | None = None,
                  start_timeout: float = 120.0, parallel: bool = True,
                  vm: bool = False, installed: bool = True, reuse: bool = False,
-                 ssh_dir: str | None = None) -> None:
+                 ssh_dir: str | None = None, ipv6: bool = False) -> None:
         _check_prefix(prefix)
         if suite not in SUITES:
             raise LabError(f"suite must be one of {SUITES}, not {suite!r}")
@@ -312,6 +317,7 @@ class LabCluster:
         if not installed and start:
             raise LabError("installed=False and start=True contradict each other")
         self.reuse = reuse
+        self.ipv6 = ipv6
         self._ssh_dir: str | None = None
         self._keep_ssh_dir = ssh_dir     # a key kept there survives close() (the demo's)
         self._lock = threading.Lock()    # add_container may run in threads
@@ -345,6 +351,20 @@ class LabCluster:
         return str(self.subnet.network_address + 1)
 
     @property
+    def subnet6(self) -> ipaddress.IPv6Network | None:
+        """The IPv6 subnet of an ``ipv6`` lab (None otherwise): one per IPv4 /24."""
+        if not self.ipv6 or self.subnet is None:
+            return None
+        return ipaddress.ip_network("fd00:30:%x::/64" % self.subnet.network_address.packed[2])
+
+    @property
+    def gateway6(self) -> str:
+        """The host's IPv6 address on an ``ipv6`` lab's network."""
+        if self.subnet6 is None:
+            raise LabError("not an IPv6 lab, or not up")
+        return str(self.subnet6.network_address + 1)
+
+    @property
     def cookie(self) -> str:
         """The cluster cookie (pass it on stdin or to Python code, never to argv)."""
         return self._cookie
@@ -374,8 +394,10 @@ class LabCluster:
         with subnet_lock():
             if self.subnet is None:
                 self.subnet = free_subnet()
+            inet6 = (["--ipv6", "--subnet", str(self.subnet6), "--gateway", self.gateway6]
+                     if self.ipv6 else [])
             proc = docker(["network", "create", "--internal", "--subnet", str(self.subnet),
-                           "--gateway", self.gateway, "--label", f"{LABEL}=1",
+                           "--gateway", self.gateway, *inet6, "--label", f"{LABEL}=1",
                            "--label", f"{LABEL_PREFIX}={self.prefix}", self.network],
                           check=False)
         if proc.returncode != 0:
@@ -460,15 +482,19 @@ class LabCluster:
         alias = hostname.split(".")[0]
         init = ([*SYSTEMD_RUN_ARGS, self.image, "/lib/systemd/systemd"] if self.vm
                 else [self.image, "/usr/bin/tini", "--", "sleep", "infinity"])
+        # the same host offset in the IPv6 subnet
+        ip6 = (str(self.subnet6.network_address + (int(ipaddress.ip_address(ip)) -
+                                                   int(self.subnet.network_address)))
+               if self.ipv6 else None)
         docker(["run", "-d", "--name", name, "--hostname", hostname,
-                "--network", self.network, "--ip", ip,
+                "--network", self.network, "--ip", ip, *(["--ip6", ip6] if ip6 else []),
                 "--network-alias", hostname, "--network-alias", alias,
                 "--cap-add", "NET_ADMIN",
                 "--label", f"{LABEL}=1", "--label", f"{LABEL_PREFIX}={self.prefix}",
                 *init])
         self._created_containers.append(name)
         return {"name": f"ejabberd@{ip}", "ip": ip, "container": name,
-                "hostname": hostname}
+                "hostname": hostname, **({"ip6": ip6} if ip6 else {})}
 
     def add_container(self, short: str, ip: str | None = None, *,
                       hostname: str | None = None, configure: bool = False,
@@ -548,6 +574,8 @@ class LabCluster:
     def _adopt(self) -> bool:
         """``reuse``: take the containers of an earlier run with this prefix, when all are
         there on this subnet (started again if stopped). False: start from scratch."""
+        if self.ipv6:
+            return False  # the IPv6 addresses are not kept between runs: start afresh
         names = [f"{self.prefix}-n{i}" for i in range(1, self.size + 1)]
         subnet = docker(["network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
                          self.network], check=False).stdout.strip()

@@ -385,6 +385,27 @@ def test_cfg_wildcard_interface_is_not_an_address(tmp_path, interface):
     assert target['address'] is None
 
 
+@pytest.mark.parametrize('options, address', [
+    # how role ejabberd writes an IPv6 interface (INET_DIST_INTERFACE left empty)
+    ('$ERL_OPTIONS -kernel inet_dist_use_interface {64768,48,250,0,0,0,0,17} -proto_dist inet6_tcp',
+     'fd00:30:fa::11'),
+    ('-kernel inet_dist_use_interface {10,0,0,7}', '10.0.0.7'),
+    ('-kernel inet_dist_use_interface {1,2}', None),          # neither IPv4 nor IPv6
+    ('-kernel inet_dist_use_interface {300,0,0,1}', None),
+    ('-kernel inet_dist_use_interface', None),
+    ('-proto_dist inet6_tcp', None),
+])
+def test_cfg_interface_from_erl_options(tmp_path, options, address):
+    target = resolve_with_cfg(tmp_path, 'ERLANG_NODE=e@h\nERL_OPTIONS="%s"\n' % options)
+    assert target['address'] == address
+
+
+def test_cfg_interface_wins_over_erl_options(tmp_path):
+    target = resolve_with_cfg(tmp_path, 'ERLANG_NODE=e@h\nINET_DIST_INTERFACE=10.0.0.8\n'
+                              'ERL_OPTIONS="-kernel inet_dist_use_interface {10,0,0,7}"\n')
+    assert target['address'] == '10.0.0.8'
+
+
 def test_explicit_options_win_over_the_cfg(tmp_path):
     target = resolve_with_cfg(tmp_path, CFG_DEBIAN_STYLE, node='other@host2.example.org',
                               dist_port=4370, address='127.0.0.9')
