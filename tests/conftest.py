@@ -132,6 +132,7 @@ LAB_UNITS = {
     "test_site_releases.py": (3, True),
     "test_ansible_core_releases.py": (3, True),
     "test_dist_tls.py": (7, True),
+    "test_site_ipv6.py": (4, True),
     "test_role_erlang_firewall.py": (4, False),
     "test_awx_jobs.py": (4, False),
     "test_site_install_and_faults.py": (3, False),
