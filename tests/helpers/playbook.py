@@ -31,6 +31,9 @@ from ansible_collections.xmpp.ejabberd.tests.helpers.lab import LabCluster
 RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
                       r"failed=(\d+)\s+skipped=(\d+)", re.M)
 FATAL_RE = re.compile(r"^fatal: \[([^\]]+)\]: FAILED! => (\{.*\})\s*$", re.M)
+# What set_stats published for the whole run (per_host: false), as the default callback
+# prints it with ANSIBLE_SHOW_CUSTOM_STATS (one line of JSON).
+RUN_STATS_RE = re.compile(r"^\s*RUN: (\{.*\})\s*$", re.M)
 
 
 def new_cookie(length: int = 32) -> str:
@@ -70,6 +73,11 @@ class Play:
                 msgs.append(match.group(2))
         return msgs
 
+    def run_stats(self) -> dict:
+        """What the playbook published with set_stats (per_host: false), as AWX reads it."""
+        match = RUN_STATS_RE.search(self.out)
+        return json.loads(match.group(1)) if match else {}
+
     def shows(self, secret: str) -> bool:
         return secret in self.out
 
@@ -95,7 +103,7 @@ class PlaybookRunner:
                         ANSIBLE_PIPELINING="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                         ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0",
                         ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"),
-                        ANSIBLE_STDOUT_CALLBACK="default",
+                        ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_SHOW_CUSTOM_STATS="1",
                         # Debian's docker client first: community.docker takes `docker` from PATH
                         PATH=os.pathsep.join([venv_bin, "/usr/bin", os.environ.get("PATH", "")]))
         for name in ("ANSIBLE_CONFIG", "ANSIBLE_CALLBACK_RESULT_FORMAT", "ANSIBLE_INVENTORY"):

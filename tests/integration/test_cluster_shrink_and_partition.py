@@ -22,7 +22,10 @@ steps share that cluster, in file order:
    inventory passes;
 5. n3, started again as a cluster of its own, gets an account: site with n3 back in the
    inventory stops before any change (no file, firewall or node touched on any host),
-   naming both clusters and n3's table with user data.
+   naming both clusters and n3's table with user data;
+6. site again with ejabberd_cluster_force and ejabberd_cluster_backup_dir: n3 is backed up
+   (the run names the file, which holds the account), then joins; the cluster is whole
+   and keeps its own data.
 
 What the nodes say during and after the split (db_nodes, running_db_nodes, nodes(),
 ejabberd_cluster:get_nodes) is printed at the end of each lab (terminal summary).
@@ -247,6 +250,10 @@ def test_recover_partition_takes_the_kept_side(env):
     assert size.isdigit() and int(size) > 0, (paths, size)
     # the discarded write is in that backup
     assert sh(env["lab"], 3, "grep -q -a lostwrite %s" % paths[0]).returncode == 0
+    # the cluster-level result an AWX workflow reads (set_stats)
+    stats = result.run_stats()["ejabberd_recover_partition"]
+    assert sorted(stats["kept"]) == sorted([names[1], names[2]]), stats
+    assert stats["discarded"] == [names[3]] and stats["backups"] == {"n3": paths[0]}, stats
 
     verify = play(env, "verify")
     assert verify.rc == 0, verify
@@ -264,6 +271,9 @@ def test_remove_nodes_removes_n3(env):
     assert paths, result
     size = sh(lab, 3, "stat -c %%s %s" % paths[0]).stdout.strip()
     assert size.isdigit() and int(size) > 0, (paths, size)
+    stats = result.run_stats()["ejabberd_remove_nodes"]
+    assert stats["removed"] == [names[3]] and stats["backups"] == {"n3": paths[0]}, stats
+    assert sorted(stats["remaining"]) == sorted([names[1], names[2]]), stats
     state = sh(lab, 3, "systemctl is-active ejabberd; systemctl is-enabled ejabberd").stdout.split()
     assert state[0] in ("inactive", "failed") and state[1] == "disabled", state
     rest = sorted([names[1], names[2]])
@@ -317,3 +327,22 @@ def test_site_stops_before_any_change_when_two_clusters_hold_data(env):
     assert {ref: sh(lab, ref, state).stdout for ref in HOSTS} == before
     assert has_account(env, 3, "alone")
     assert running(env, 1) == sorted([names[1], names[2]]) and running(env, 3) == [names[3]]
+
+
+def test_site_with_force_backs_up_n3_then_joins_it(env):
+    """The same two clusters, forced: n3 joins the larger one after ejabberd's own backup,
+    which the run names and which holds n3's account; the cluster keeps its data."""
+    lab, names = env["lab"], env["names"]
+    backup_dir = "/var/backups/xi10-force"
+    result = play(env, "site", {"ejabberd_cookie": env["cookie"], "ejabberd_cluster_force": "true",
+                                "ejabberd_cluster_backup_dir": backup_dir})
+    env["timings"]["site_forced_join"] = result.wall
+    assert result.rc == 0, result
+    assert "lose their databases" in result.out and "n3:passwd" in result.out, result
+    paths = sorted(set(re.findall(r"(%s/\S+?\.backup)" % re.escape(backup_dir), result.out)))
+    assert len(paths) == 1 and names[3] in paths[0], (paths, result)
+    assert sh(lab, 3, "grep -q -a alone %s" % paths[0]).returncode == 0, paths
+    all_names = sorted(names.values())
+    assert wait_for(lambda: all(running(env, ref) == all_names for ref in HOSTS), 90), \
+        node_facts(env, 3)
+    assert has_account(env, 3, "keptwrite") and not has_account(env, 1, "alone")

@@ -92,7 +92,10 @@ def env(request):
                                {"ejabberd_cookie": cookie, **extra})
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
-            jobs = {host: pool.submit(site, host) for host in HOSTS}
+            # "false" as an AWX survey gives it (a string): still false
+            jobs = {host: pool.submit(site, host, **({"ejabberd_rename_discard_data": "false"}
+                                                     if host == "data" else {}))
+                    for host in HOSTS}
             first = {host: job.result() for host, job in jobs.items()}
         after = {host: sh(lab, host, STATE_SCRIPT).stdout for host in HOSTS}
         yield {"lab": lab, "site": site, "first": first, "before": before, "after": after,
@@ -138,7 +141,7 @@ def test_user_data_stops_the_rename(env):
 
 def test_user_data_discarded_when_the_operator_says_so(env, request):
     lab = env["lab"]
-    play = env["site"]("data", ejabberd_rename_discard_data=True)
+    play = env["site"]("data", ejabberd_rename_discard_data="true")   # a survey's string
     assert play.rc == 0, play
     ip = lab.node("data")["ip"]
     assert "-name ejabberd@%s" % ip in sh(lab, "data", "pgrep -a beam.smp").stdout

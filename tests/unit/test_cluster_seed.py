@@ -181,3 +181,15 @@ def test_force_with_a_backup_dir_is_accepted(runner):
                            ejabberd_cluster_backup_dir="/var/backups/ejabberd")
     assert play.rc == 0, play
     assert {r["seed"] for r in reports.values()} == {"n1"}, reports
+
+
+def test_force_with_a_backup_dir_joins_a_node_holding_user_data(runner):
+    """The two-clusters stop gives way to ejabberd_cluster_force (the survey's string "true"
+    too): the seed is in the largest cluster, and the run says what the joins delete."""
+    play, reports = choose(runner, {"n4": [NAMES["n4"]], "n1": OLD, "n2": OLD, "n3": OLD},
+                           user_data={"n4": {"passwd": 2}}, ejabberd_cluster_force="true",
+                           ejabberd_cluster_backup_dir="/var/backups/ejabberd")
+    assert play.rc == 0, play
+    assert {r["seed"] for r in reports.values()} == {"n1"}, reports
+    assert "lose their databases" in play.out and "n4:passwd 2" in play.out, play
+    assert "/var/backups/ejabberd" in play.out, play
