@@ -38,6 +38,13 @@ options:
     type: list
     elements: str
     required: true
+  labels:
+    description:
+      - What to call each file at the start of a sentence about it - keys V(cert), V(key) and
+        V(ca), for example the names of the variables the operator set. A file without a label
+        is not named.
+    type: dict
+    default: {}
 '''
 
 EXAMPLES = r'''
@@ -46,12 +53,14 @@ EXAMPLES = r'''
     that: _problems | length == 0
     fail_msg: "ejabberd_dist_tls_cert: {{ _problems | join('; ') }}"
   vars:
-    _problems: "{{ cert_pem | xmpp.ejabberd.dist_tls_problems(key=key_pem, ca=ca_pem, names=['xmpp1.example.org']) }}"
+    _problems: >-
+      {{ cert_pem | xmpp.ejabberd.dist_tls_problems(key=key_pem, ca=ca_pem, names=['xmpp1.example.org'],
+                                                    labels={'cert': 'cert_pem', 'key': 'key_pem', 'ca': 'ca_pem'}) }}
 '''
 
 RETURN = r'''
 _value:
-  description: One sentence per problem; empty when the files will do.
+  description: One sentence per problem, led by the label of the file it concerns; empty when the files will do.
   type: list
   elements: str
 '''
@@ -99,27 +108,26 @@ def _handshake(client, server, name):
 
 
 def _cause(exc):
+    """(the file to blame, what is wrong) for a failed handshake."""
     text = ('%s %s' % (getattr(exc, 'verify_message', '') or '', exc)).lower()
     if 'expired' in text or 'not yet valid' in text:
-        return 'the certificate has expired, or is not valid yet'
+        return 'cert', 'the certificate has expired, or is not valid yet'
     if 'mismatch' in text and ('hostname' in text or 'ip address' in text):
-        return 'the certificate does not name %s'
+        return 'cert', 'the certificate does not name %s'
     if 'unsupported certificate purpose' in text:
-        return 'the certificate does not allow TLS server and client use (extended key usage)'
-    return 'the CA did not sign the certificate (%s)' % (getattr(exc, 'verify_message', '') or exc)
+        return 'cert', 'the certificate does not allow TLS server and client use (extended key usage)'
+    return 'ca', 'the CA did not sign the certificate (%s)' % (getattr(exc, 'verify_message', '') or exc)
 
 
-def dist_tls_problems(cert, key=None, ca=None, names=None):
-    """Sentences about what is wrong with CERT, KEY and CA for TLS distribution."""
-    if ssl is None:
-        raise AnsibleFilterError('dist_tls_problems: this Python has no ssl module')
-    problems = []
-    for what, text, marker in (('certificate', cert, 'CERTIFICATE'), ('key', key, 'PRIVATE KEY'),
-                               ('CA certificate', ca, 'CERTIFICATE')):
-        if not isinstance(text, str) or ('-----BEGIN ' not in text or marker not in text):
-            problems.append('the %s is not PEM text' % what)
-    if problems:
-        return problems
+def _problems(cert, key, ca, names):
+    """(file, sentence) for each problem of CERT, KEY and CA."""
+    unreadable = [(stem, 'the %s is not PEM text' % what)
+                  for stem, what, text, marker in (('cert', 'certificate', cert, 'CERTIFICATE'),
+                                                   ('key', 'key', key, 'PRIVATE KEY'),
+                                                   ('ca', 'CA certificate', ca, 'CERTIFICATE'))
+                  if not isinstance(text, str) or '-----BEGIN ' not in text or marker not in text]
+    if unreadable:
+        return unreadable
     work = tempfile.mkdtemp(prefix='xmpp-ejabberd-tls-check.')
     try:
         paths = {}
@@ -137,18 +145,29 @@ def dist_tls_problems(cert, key=None, ca=None, names=None):
                 context.verify_mode = ssl.CERT_REQUIRED
         except ssl.SSLError as exc:
             if 'KEY_VALUES_MISMATCH' in str(exc) or 'key values mismatch' in str(exc):
-                return ['the key does not belong to the certificate']
-            return ['the certificate, the key or the CA certificate cannot be read (%s)' % exc]
+                return [('key', 'the key does not belong to the certificate')]
+            return [('cert', 'the certificate, the key or the CA certificate cannot be read (%s)' % exc)]
+        problems = []
         for name in names or []:
             error = _handshake(client, server, name)
             if error is not None:
-                cause = _cause(error)
-                problems.append(cause % name if '%s' in cause else cause)
+                stem, cause = _cause(error)
+                problems.append((stem, cause % name if '%s' in cause else cause))
                 if '%s' not in cause:
                     break
         return problems
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def dist_tls_problems(cert, key=None, ca=None, names=None, labels=None):
+    """Sentences about what is wrong with CERT, KEY and CA for TLS distribution, each led by
+    the label (LABELS: cert, key, ca) of the file it concerns."""
+    if ssl is None:
+        raise AnsibleFilterError('dist_tls_problems: this Python has no ssl module')
+    labels = labels or {}
+    return ['%s: %s' % (labels[stem], text) if labels.get(stem) else text
+            for stem, text in _problems(cert, key, ca, names)]
 
 
 class FilterModule:  # pylint: disable=too-few-public-methods

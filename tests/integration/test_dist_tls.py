@@ -277,9 +277,11 @@ def test_bad_files_are_rejected_before_any_change(env, tmp_path):
 
     cases = {
         "missing": (files(1, str(tmp_path / "none.pem"), good[1][1]), "ejabberd_dist_tls_cert_file"),
-        "key_of_another": (files(1, good[1][0], good[2][1]), "key does not belong"),
-        "other_ca": (files(1, foreign[0], foreign[1]), "CA did not sign"),
-        "other_name": (files(1, misnamed[0], misnamed[1]), "does not name %s" % ips[1]),
+        "key_of_another": (files(1, good[1][0], good[2][1]),
+                           "ejabberd_dist_tls_key_file: the key does not belong"),
+        "other_ca": (files(1, foreign[0], foreign[1]), "ejabberd_dist_tls_ca_cert_file: the CA did not sign"),
+        "other_name": (files(1, misnamed[0], misnamed[1]),
+                       "ejabberd_dist_tls_cert_file: the certificate does not name %s" % ips[1]),
     }
     state = "sha256sum /etc/default/ejabberd %s/*; pgrep -x beam.smp" % TLS_DIR
     before = {ref: sh(lab, ref, state).stdout for ref in HOSTS}
@@ -300,7 +302,7 @@ def test_bad_files_are_rejected_before_any_change(env, tmp_path):
 
 
 def test_switch_to_plain_and_back(env):
-    plain = play(env, "switch_to_plain", "site", variables={"ejabberd_dist_tls": False})
+    plain = play(env, "switch_to_plain", "site", variables={"ejabberd_dist_tls": "false"})  # a survey's string
     assert plain.rc == 0, plain
     assert "switches to plain TCP distribution" in plain.out, plain
     assert whole(env, tls=False)
