@@ -17,8 +17,8 @@ import time
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text, format_term
 
-# Seconds for a query when the caller gives none (slow steps get twelve times more).
-DEFAULT_SLOW = 5.0
+# Slow steps (a backup, a restore, stopping Mnesia) get this many times a query's time.
+SLOW_FACTOR = 12
 # More node names than any cluster has: a longer answer is not a node list.
 MAX_NODES = 10000
 # Characters kept of a text a module returns (a version, a message from ejabberd).
@@ -82,6 +82,11 @@ def mnesia_view(conn, timeout=None):
                 connected_nodes=visible_nodes(conn, timeout))
 
 
+def _seconds(conn, timeout, factor=1):
+    """``timeout`` (default: the connection's own) times ``factor``."""
+    return (conn.timeout if timeout is None else timeout) * factor
+
+
 def mnesia_views_through(conn, view, timeout=None):
     """Mnesia's view of each member ``conn``'s node is connected to but does not run
     with (``view`` is its own :func:`mnesia_view`), asked through that node with
@@ -95,8 +100,8 @@ def mnesia_views_through(conn, view, timeout=None):
         theirs = {}
         for what in ('db_nodes', 'running_db_nodes'):
             answer = conn.rpc('rpc', 'call', [Atom(other), Atom('mnesia'), Atom('system_info'),
-                                              [Atom(what)], int((timeout or DEFAULT_SLOW) * 1000)],
-                              (timeout or DEFAULT_SLOW) * 2)
+                                              [Atom(what)], int(_seconds(conn, timeout) * 1000)],
+                              _seconds(conn, timeout, 2))
             try:
                 theirs[what] = node_list(answer, 'mnesia:system_info(%s)' % what, other)
             except erldist.DistError:
@@ -250,7 +255,7 @@ def delete_database(conn, timeout=None, backup=None):
     Mnesia stopped, ``mnesia:delete_schema/1``), after :func:`dump` to the path
     ``backup`` if given; then stop the node. DistError on failure (nothing deleted
     when the backup fails)."""
-    slow = (timeout or DEFAULT_SLOW) * 12
+    slow = _seconds(conn, timeout, SLOW_FACTOR)
     if backup:
         dump(conn, backup, timeout)
     conn.rpc('application', 'stop', [Atom('ejabberd')], slow)
@@ -274,7 +279,7 @@ def dump(conn, path, timeout=None):
     DistError ``backup_failed`` (Mnesia writes into a temporary file and renames it at
     the end, so a failed backup leaves an earlier file at ``path`` as it was).
     """
-    answer = conn.rpc('mnesia', 'backup', [path], (timeout or DEFAULT_SLOW) * 12)
+    answer = conn.rpc('mnesia', 'backup', [path], _seconds(conn, timeout, SLOW_FACTOR))
     if answer != Atom('ok'):
         raise erldist.DistError('backup_failed', 'the backup of %s to %s failed: %s (the '
                                 'directory must exist on that host and be writable by the '
@@ -302,7 +307,7 @@ def restore(conn, path, timeout=None):
     transaction, on every node of the cluster that holds those tables. Raises DistError
     ``restore_failed``.
     """
-    answer = conn.rpc('ejabberd_admin', 'restore', [path], (timeout or DEFAULT_SLOW) * 12)
+    answer = conn.rpc('ejabberd_admin', 'restore', [path], _seconds(conn, timeout, SLOW_FACTOR))
     if isinstance(answer, tuple) and len(answer) == 2 and answer[0] == Atom('atomic') \
             and isinstance(answer[1], list) and len(answer[1]) <= MAX_TABLES \
             and all(isinstance(t, Atom) for t in answer[1]):

@@ -147,14 +147,13 @@ def main():
     if not posixpath.isabs(path):
         module.fail_json(msg='path: %s is relative; give an absolute path on the node\'s host'
                          % path, reason='bad_parameter', **result)
-    timeout = target['timeout']
     try:
         with erldist.only_dist_errors('the backup on %s' % target['node']), \
                 erldist.connect(**target) as conn:
-            result['tables'] = ejabberd.local_tables(conn, timeout)
+            result['tables'] = ejabberd.local_tables(conn)
             result['user_data'] = ejabberd.user_data(result['tables'])
             if params['state'] == 'restored':
-                size = ejabberd.file_size(conn, path, timeout)
+                size = ejabberd.file_size(conn, path)
                 if size is None:
                     module.fail_json(msg='there is no backup file %s on the host of %s (or the node '
                                      'cannot read it): copy it there first' % (path, target['node']),
@@ -165,9 +164,9 @@ def main():
                 module.exit_json(**result)
             started = time.monotonic()
             if params['state'] == 'dumped':
-                result['size'] = ejabberd.dump(conn, path, timeout)
+                result['size'] = ejabberd.dump(conn, path)
             else:
-                result['restored_tables'] = ejabberd.restore(conn, path, timeout)
+                result['restored_tables'] = ejabberd.restore(conn, path)
             result['elapsed_s'] = round(time.monotonic() - started, 2)
     except erldist.DistError as exc:
         result['changed'] = False

@@ -235,7 +235,7 @@ class Member(object):
         target = self.targets['node']
         try:
             with erldist.only_dist_errors('reading the tables of %s' % target['node']):
-                tables = ejabberd.local_tables(self.conns['node'], target['timeout'])
+                tables = ejabberd.local_tables(self.conns['node'])
         except erldist.DistError as exc:
             self.fail('cannot read what %s holds, so it is not known what a join would delete: %s'
                       % (target['node'], exc), reason=exc.reason)
@@ -247,7 +247,7 @@ class Member(object):
         target = self.targets[which]
         try:
             with erldist.only_dist_errors('backing up %s' % target['node']):
-                ejabberd.dump(self.conns[which], path, target['timeout'])
+                ejabberd.dump(self.conns[which], path)
         except erldist.DistError as exc:
             self.fail('%s; nothing was changed' % exc, reason=exc.reason, changed=False)
         self.result['backup'] = path
@@ -374,7 +374,7 @@ def stop_leaving(member, backup):
         with erldist.only_dist_errors('stopping %s' % target['node']):
             conn = member.conns.pop('node', None) or erldist.connect(**target)
             with conn:
-                ejabberd.delete_database(conn, target['timeout'], backup)
+                ejabberd.delete_database(conn, backup=backup)
     except erldist.DistError as exc:
         if exc.reason == 'backup_failed':
             member.fail('%s; nothing was changed' % exc, reason=exc.reason, changed=False)

@@ -117,11 +117,10 @@ def main():
     except connection.ConnectionOptionError as exc:
         module.fail_json(**exc.result())
     result = dict(changed=False, node=target['node'])
-    timeout = target['timeout']
     try:
         with erldist.only_dist_errors('reading the database of %s' % target['node']), \
                 erldist.connect(**target) as conn:
-            running, has_schema, result['directory'] = ejabberd.mnesia_state(conn, timeout)
+            running, has_schema, result['directory'] = ejabberd.mnesia_state(conn)
             if not running:
                 if has_schema:
                     module.fail_json(msg='Mnesia is stopped on %s but its database is still in %s, '
@@ -129,7 +128,7 @@ def main():
                                      'run again' % (target['node'], result['directory']),
                                      reason='rpc_error', **result)
                 module.exit_json(**result)
-            result['tables'] = ejabberd.local_tables(conn, timeout)
+            result['tables'] = ejabberd.local_tables(conn)
             result['user_data'] = ejabberd.user_data(result['tables'])
             result['diff'] = dict(before=dict(tables=result['tables']), after=dict(tables={}))
             if result['user_data'] and not module.params['force']:
@@ -142,7 +141,7 @@ def main():
                     reason='user_data', **result)
             result['changed'] = True
             if not module.check_mode:
-                ejabberd.delete_database(conn, timeout, module.params['backup'])
+                ejabberd.delete_database(conn, backup=module.params['backup'])
                 if module.params['backup']:
                     result['backup'] = module.params['backup']
         if result['changed'] and not module.check_mode and not ejabberd.wait_stopped(target):
