@@ -470,6 +470,22 @@ def _connect(address, port, deadline, refused_reason, what):
                     'address and the network path' % (what, address, port, last))
 
 
+def _recv_some(sock, deadline, what, read):
+    """One ``read()`` of the socket within the deadline: what it returned (bytes, or a
+    count), or None when the socket's timeout came first and the deadline has time left."""
+    sock.settimeout(deadline.left())
+    try:
+        got = read()
+    except socket.timeout:
+        deadline.left()  # raises when the deadline is over
+        return None
+    except OSError as exc:
+        raise _broken(exc, what)
+    if not got:
+        raise EOFError(what)
+    return got
+
+
 def _recv_exact(sock, count, deadline, what):
     """Exactly ``count`` bytes.  A big read goes into one buffer made up front:
     joining its chunks at the end would take twice its size."""
@@ -477,18 +493,10 @@ def _recv_exact(sock, count, deadline, what):
         return _recv_into(sock, count, deadline, what)
     chunks = []
     while count:
-        sock.settimeout(deadline.left())
-        try:
-            chunk = sock.recv(count)
-        except socket.timeout:
-            deadline.left()
-            continue
-        except OSError as exc:
-            raise _broken(exc, what)
-        if not chunk:
-            raise EOFError(what)
-        chunks.append(chunk)
-        count -= len(chunk)
+        chunk = _recv_some(sock, deadline, what, lambda: sock.recv(count))
+        if chunk is not None:
+            chunks.append(chunk)
+            count -= len(chunk)
     return chunks[0] if len(chunks) == 1 else b''.join(chunks)
 
 
@@ -497,17 +505,8 @@ def _recv_into(sock, count, deadline, what):
     view = memoryview(buf)
     got = 0
     while got < count:
-        sock.settimeout(deadline.left())
-        try:
-            n = sock.recv_into(view[got:], min(count - got, 1 << 20))
-        except socket.timeout:
-            deadline.left()
-            continue
-        except OSError as exc:
-            raise _broken(exc, what)
-        if not n:
-            raise EOFError(what)
-        got += n
+        got += _recv_some(sock, deadline, what,
+                          lambda: sock.recv_into(view[got:], min(count - got, 1 << 20))) or 0
     return buf
 
 
