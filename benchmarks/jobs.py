@@ -120,6 +120,14 @@ def targets(results: dict) -> list[str]:
             got = median([r[step] for r in runs])
             out.append("%s %d nodes: %.1f s (target <= %.0f s): %s"
                        % (step, size, got, limit, "MET" if got <= limit else "NOT MET"))
+    # Linear growth at most: verify's time per node does not rise from 3 nodes to the largest.
+    largest = max((int(size) for size in results), default=3)
+    if largest > 3 and "3" in results:
+        per_node = {size: median([r["verify"] for r in results[str(size)]["ours"]]) / size
+                    for size in (3, largest)}
+        out.append("verify per node: %.2f s at 3 nodes, %.2f s at %d (target: no more): %s"
+                   % (per_node[3], per_node[largest], largest,
+                      "MET" if per_node[largest] <= per_node[3] else "NOT MET"))
     if "3" in results:
         for step in ("converge", "verify"):
             ours = median([r[step] for r in results["3"]["ours"]])
