@@ -136,6 +136,7 @@ LAB_UNITS = {
     "test_role_erlang_firewall.py": (4, False),
     "test_awx_jobs.py": (4, False),
     "test_site_install_and_faults.py": (3, False),
+    "test_site_without_systemd.py": (2, False),
     "test_role_erlang_cookie.py": (3, False),
     "test_otp_matrix.py": (2, False),
 }

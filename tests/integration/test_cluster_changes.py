@@ -1,6 +1,6 @@
 # Copyright: xmpp.ejabberd contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Cluster changes on a living cluster (issue 10, points 2, 3 and 6), on VM-like hosts.
+"""Cluster changes on a living cluster (issue 10, points 2, 3, 4 and 6), on VM-like hosts.
 
 One lab per suite (bookworm: ejabberd 23.01; trixie: 24.12), four hosts n1..n4 (systemd as
 PID 1, SSH as ``admin`` with sudo, the package's node running as after the install). The
@@ -18,6 +18,8 @@ tests build on each other, in file order:
    node, naming n2's node and the reason code; site with n2's container stopped fails on
    every host at the first task, naming n2; with n2 back, site changes nothing and
    rolling_restart restarts every node.
+6. remove_nodes takes n4 out again (timed): n4 stopped and disabled, n1..n3 the cluster,
+   their firewalls no longer admit n4 (real packets), verify passes on the three.
 """
 
 from __future__ import annotations
@@ -378,3 +380,34 @@ def test_cluster_whole_and_reachable_at_the_end(env, container_down):
     lab.wait_members(ALL, members(env, ALL), timeout=120)
     assert reachability(lab, ALL) == {(a, b): True for a in ALL for b in ALL if a != b}
     assert ACCOUNT[0] in registered(lab, 2)
+
+
+# ---------------------------------------------------------------------------------
+# 6. The fourth host removed again
+
+
+@pytest.fixture(scope="module")
+def shrunk(env, container_down):
+    play = run(env, "remove_nodes", "four_first",
+               variables={"ejabberd_cookie": env["cookie"], "ejabberd_remove_hosts": "n4"})
+    env["timings"]["remove_n4"] = play.wall
+    return play
+
+
+def test_removing_the_fourth_host_leaves_three(env, shrunk):
+    assert shrunk.rc == 0, shrunk
+    lab = env["lab"]
+    lab.wait_members(CLUSTER, members(env, CLUSTER), timeout=90)
+    state = sh(lab, 4, "systemctl is-active ejabberd; systemctl is-enabled ejabberd").stdout.split()
+    assert state[0] in ("inactive", "failed") and state[1] == "disabled", state
+    assert shrunk.run_stats()["ejabberd_remove_nodes"]["removed"] == [env["names"][4]], shrunk
+    # real packets: the remaining nodes still reach each other, n4 is shut out of them
+    assert reachability(lab, CLUSTER) == {(a, b): True for a in CLUSTER for b in CLUSTER if a != b}
+    assert {ref: peers_allowed(lab, ref, ALL)[4] for ref in CLUSTER} == {1: False, 2: False, 3: False}
+    assert sh(lab, 4, "nc -z -w 3 %s %d" % (lab.node(1)["ip"], DIST_PORT)).returncode != 0
+    assert ACCOUNT[0] in registered(lab, 1)
+
+
+def test_verify_passes_without_the_fourth_host(env, shrunk):
+    play = run(env, "verify", "three")
+    assert play.rc == 0, play
