@@ -283,6 +283,9 @@ def bench_local_node(mode, node, args, workdir, python):
             ("baseline: python -c pass", [python, "-c", "pass"]),
             ("baseline: python import AnsibleModule",
              [python, "-c", "import ansible.module_utils.basic"]),
+            # ... and the module with its module_utils, not run (issue 13: benchmarks/module_cost.py).
+            ("baseline: python import Ansible + module",
+             [python, "-c", "import ansible.module_utils.basic; import %s.erlang_node_info" % MODULE_PKG]),
             ("baseline: /bin/true (spawn cost)", ["/bin/true"]),
         ]
     res["load_before"] = load_average()

@@ -47,6 +47,8 @@ rc=0
 # No exec: keep this shell to report the total time. Ctrl-C reaches the Python
 # process too (same process group); it stops its nodes and containers itself.
 "$PY" "$ROOT/benchmarks/bench.py" --python "$PY" "${bench_args[@]}" || rc=$?
+# Where the module process goes: ansible-core's import, ours, compiling, real AnsiballZ (issue 13).
+"$PY" "$ROOT/benchmarks/module_cost.py" --python "$PY" --ansiballz || rc=$?
 # TLS distribution beside plain TCP (issue 14), in process, on loopback.
 "$PY" "$ROOT/benchmarks/tls.py" || rc=$?
 # Whole jobs against the baseline play, 3, 6 and 9 nodes (issue 13).

@@ -44,13 +44,14 @@ CONNECTION_ARGUMENT_SPEC = dict(
 CONNECTION_MUTUALLY_EXCLUSIVE = [('cookie', 'cookie_file')]
 
 _CFG_LINE = re.compile(r'^\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$')
-# What an ssl_dist options file may be at most, and the words of its text.
+# What an ssl_dist options file may be at most, and the words of its text (a pattern
+# for re.S | re.X, compiled on first use: most runs read no Erlang terms).
 MAX_OPTFILE_SIZE = 64 * 1024
-_TERM_TOKEN = re.compile(r'''\s*(?:(?P<str>"(?:[^"\\]|\\.)*")
-                              |(?P<qatom>'(?:[^'\\]|\\.)*')
-                              |(?P<sym>[\[\]{},.]|<<|>>)
-                              |(?P<word>[A-Za-z0-9_@.+-]+)
-                              |(?P<comment>%[^\n]*))''', re.S | re.X)
+_TERM_TOKEN = r'''\s*(?:(?P<str>"(?:[^"\\]|\\.)*")
+                     |(?P<qatom>'(?:[^'\\]|\\.)*')
+                     |(?P<sym>[\[\]{},.]|<<|>>)
+                     |(?P<word>[A-Za-z0-9_@.+-]+)
+                     |(?P<comment>%[^\n]*))'''
 
 
 class ConnectionOptionError(ValueError):
@@ -250,9 +251,10 @@ def parse_erlang_terms(text):
     """The first term of an Erlang consult file (such as OTP's ssl_dist options file):
     lists, tuples, atoms, strings and binaries (as str), integers. ValueError if the text
     is not such a term."""
+    token = re.compile(_TERM_TOKEN, re.S | re.X)  # re caches it after the first call
     tokens, pos = [], 0
     while pos < len(text):
-        match = _TERM_TOKEN.match(text, pos)
+        match = token.match(text, pos)
         if not match:
             if text[pos:].strip():
                 raise ValueError('unexpected %r' % text[pos:pos + 20])

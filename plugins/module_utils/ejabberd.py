@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, xmpp.ejabberd contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the modules ask a node (ejabberd's cluster, OTP facts), over the bundled client.
+"""What the modules ask an ejabberd node (its cluster, its Mnesia database), over the
+bundled client; the questions any Erlang node answers are in erlang_node.py.
 
 Every answer is checked for its shape and size before it goes into a module
 result: a node (or something posing as one) that answers oddly gives a
@@ -15,35 +16,12 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import time
 
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import erldist
-from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, as_text, format_term
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.erlang_node import (
+    node_list, short_text, visible_nodes)
+from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom, format_term
 
 # Slow steps (a backup, a restore, stopping Mnesia) get this many times a query's time.
 SLOW_FACTOR = 12
-# More node names than any cluster has: a longer answer is not a node list.
-MAX_NODES = 10000
-# Characters kept of a text a module returns (a version, a message from ejabberd).
-MAX_TEXT = 2000
-
-
-def node_list(term, what, node):
-    """The sorted node names in ``term``, an answer to ``what`` from ``node``."""
-    if not isinstance(term, list) or len(term) > MAX_NODES \
-            or not all(isinstance(n, Atom) for n in term):
-        raise erldist.DistError('rpc_error', '%s on %s returned %s, not a list of node names'
-                                % (what, node, format_term(term, 200)))
-    return sorted(str(n) for n in term)
-
-
-def short_text(term, limit=MAX_TEXT):
-    """A text answer (charlist, binary, atom) as ``str``, cut at ``limit``; None if
-    the term is not text."""
-    if isinstance(term, list) and len(term) > limit:
-        term = term[:limit + 1]
-    text = as_text(term)
-    if text is None:
-        return None
-    text = text.encode('utf-8', 'replace').decode('utf-8')  # no lone surrogates in results
-    return text if len(text) <= limit else text[:limit] + '...'
 
 
 def cluster_view(conn, timeout=None):
@@ -63,11 +41,6 @@ def cluster_view(conn, timeout=None):
                                 'ejabberd application running there?): %s' % (conn.node, exc))
     stopped = sorted(set(known) - set(running))
     return dict(running_nodes=running, known_nodes=known, stopped_nodes=stopped)
-
-
-def visible_nodes(conn, timeout=None):
-    """``erlang:nodes()``: the node's visible connected nodes, sorted."""
-    return node_list(conn.rpc('erlang', 'nodes', [], timeout), 'erlang:nodes()', conn.node)
 
 
 def mnesia_view(conn, timeout=None):
@@ -161,10 +134,6 @@ def ejabberd_version(conn, timeout=None):
         vsn = short_text(answer[1], 200)
         return (vsn.split('-', maxsplit=1)[0] if vsn else vsn), vsn
     return None, None
-
-
-def otp_release(conn, timeout=None):
-    return short_text(conn.rpc('erlang', 'system_info', [Atom('otp_release')], timeout), 200)
 
 
 def admin_result(term):

@@ -196,7 +196,7 @@ reason:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erldist
-from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd, erlang_node
 
 
 VIEW_KEYS = ('running_nodes', 'known_nodes', 'stopped_nodes', 'db_nodes', 'running_db_nodes',
@@ -216,7 +216,7 @@ def own_view(target, facts, count_user_data=False):
                 target['node'], facts, ejabberd.mnesia_views_through(conn, facts))
             facts.update(ejabberd.cluster_view(conn))
             facts['ejabberd_version'], facts['ejabberd_vsn'] = ejabberd.ejabberd_version(conn)
-            facts['otp_release'] = ejabberd.otp_release(conn)
+            facts['otp_release'] = erlang_node.otp_release(conn)
             if conn.tls is not None:
                 facts['tls_certificate'] = conn.tls
     return facts

@@ -61,7 +61,7 @@ peers:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, ejabberd, erldist
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erlang_node, erldist
 from ansible_collections.xmpp.ejabberd.plugins.module_utils.etf import Atom
 
 
@@ -95,7 +95,7 @@ def main():
             if module.check_mode:
                 module.exit_json(**result)
             with erldist.connect(**target) as conn:
-                peers = ejabberd.visible_nodes(conn)
+                peers = erlang_node.visible_nodes(conn)
                 # secret=True: a node may echo the arguments (the new cookie) in an
                 # error; such an answer is never rendered into a message.
                 for peer in peers:

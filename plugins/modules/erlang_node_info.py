@@ -129,12 +129,12 @@ msg:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, ejabberd, erldist
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import connection, erlang_node, erldist
 
 
 def node_facts(conn):
     """OTP release and visible nodes of the node behind ``conn``."""
-    return dict(otp_release=ejabberd.otp_release(conn), nodes=ejabberd.visible_nodes(conn))
+    return dict(otp_release=erlang_node.otp_release(conn), nodes=erlang_node.visible_nodes(conn))
 
 
 def main():

@@ -13,7 +13,8 @@
 (d) Issue 9: deep and large structures; the memory budget (what a decode
     charges covers what it allocates, measured), the deadline and linear list
     tails; everything that renders terms (format_term, the module helpers of
-    ejabberd.py) gives bounded, JSON-serialisable text for any term, or DistError.
+    erlang_node.py and ejabberd.py) gives bounded, JSON-serialisable text for
+    any term, or DistError.
 
 Set-up: tests/conftest.py loads the hypothesis profile (no deadline: CI shares
 2 cores), so the time bound is enforced here on CPU time per call instead.
@@ -39,7 +40,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd, erldist, etf
+from ansible_collections.xmpp.ejabberd.plugins.module_utils import ejabberd, erlang_node, erldist, etf
 
 DERANDOMIZE = bool(os.environ.get("CI"))
 
@@ -784,14 +785,14 @@ def assert_renders(term, limit=400):
 def assert_module_helpers(term):
     """What the modules make of an answer: DistError, or small JSON-serialisable values."""
     try:
-        names = ejabberd.node_list(term, "erlang:nodes()", "x@h")
-        assert all(isinstance(n, str) for n in names) and len(names) <= ejabberd.MAX_NODES
+        names = erlang_node.node_list(term, "erlang:nodes()", "x@h")
+        assert all(isinstance(n, str) for n in names) and len(names) <= erlang_node.MAX_NODES
         json.dumps(names)
     except erldist.DistError as exc:
         assert exc.reason == "rpc_error" and len(str(exc)) < 1000
-    for value in (ejabberd.short_text(term), ejabberd.admin_result(term),
+    for value in (erlang_node.short_text(term), ejabberd.admin_result(term),
                   ejabberd.admin_result((etf.Atom("error"), term))):
-        assert len(json.dumps(value)) < 13 * ejabberd.MAX_TEXT  # \\uXXXX pairs at worst
+        assert len(json.dumps(value)) < 13 * erlang_node.MAX_TEXT  # \\uXXXX pairs at worst
 
 
 @fuzz(300)
