@@ -258,7 +258,7 @@ pytest-local: venv collection
 
 # The integration tests against lab containers (marker `lab`), PYTEST_WORKERS files at once.
 pytest-lab: venv collection images ansible-cores
-	python -m pytest -n $(PYTEST_WORKERS) --no-loadscope-reorder -m lab $(PYTEST_ARGS) tests/integration
+	python -m pytest -n $(PYTEST_WORKERS) --no-loadscope-reorder --durations=40 -m lab $(PYTEST_ARGS) tests/integration
 
 # Every step runs even when an earlier one fails, so one run reports every problem; the
 # exit status is non-zero if any of them failed. The lab tests and molecule run side by

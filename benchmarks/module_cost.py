@@ -145,8 +145,8 @@ def measure(python, module="erlang_node_info", runs=20, compiles=50, with_callgr
                 "python -c pass": callgrind(python, "pass", env()),
                 "import basic": callgrind(python, "import %s" % BASIC, env()),
                 "import basic + module": callgrind(python, statement, env()),
-                "import basic + module, our bytecode cached": callgrind(python, statement,
-                                                                       env(pycache)),
+                "import basic + module, our bytecode cached":
+                    callgrind(python, statement, env(pycache)),
             }
     finally:
         shutil.rmtree(pycache, ignore_errors=True)

@@ -230,8 +230,8 @@ def test_partition_is_reported_by_verify(env):
     assert re.search(r'ejabberd_recover_discard_hosts\\?": \[\\?"n3\\?"\]', result.out), result
     # each side's view with its hosts, and Mnesia's own signal (a member running apart)
     for side, hosts in ((sorted([names[1], names[2]]), ["n1", "n2"]), ([names[3]], ["n3"])):
-        view = r'\\?"%s\\?": \[%s\]' % (re.escape(" ".join(side)),
-                                          ", ".join(r'\\?"%s\\?"' % host for host in hosts))
+        quoted = ", ".join(r'\\?"%s\\?"' % host for host in hosts)
+        view = r'\\?"%s\\?": \[%s\]' % (re.escape(" ".join(side)), quoted)
         assert re.search(view, result.out), (side, result)
     assert "Mnesia is partitioned" in " ".join(result.fatal_messages()), result
     record(env, "after verify")
