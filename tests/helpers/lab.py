@@ -477,11 +477,13 @@ class LabCluster:
             raise LabError(f"host offset {offset} is outside {self.subnet}")
         return str(addr)
 
-    def _run_container(self, short: str, ip: str, hostname: str) -> dict[str, Any]:
+    def _run_container(self, short: str, ip: str, hostname: str,
+                       image: str | None = None) -> dict[str, Any]:
         name = f"{self.prefix}-{short}"
         alias = hostname.split(".")[0]
-        init = ([*SYSTEMD_RUN_ARGS, self.image, "/lib/systemd/systemd"] if self.vm
-                else [self.image, "/usr/bin/tini", "--", "sleep", "infinity"])
+        image = image or self.image
+        init = ([*SYSTEMD_RUN_ARGS, image, "/lib/systemd/systemd"] if self.vm
+                else [image, "/usr/bin/tini", "--", "sleep", "infinity"])
         # the same host offset in the IPv6 subnet
         ip6 = (str(self.subnet6.network_address + (int(ipaddress.ip_address(ip)) -
                                                    int(self.subnet.network_address)))
@@ -500,7 +502,8 @@ class LabCluster:
                       hostname: str | None = None, configure: bool = False,
                       start: bool = False, cookie: str | None = None,
                       dist_port: int | None | str = "same",
-                      installed: bool | None = None) -> dict[str, Any]:
+                      installed: bool | None = None,
+                      suite: str | None = None) -> dict[str, Any]:
         """Start one more container ``<prefix>-<short>`` on the lab network.
 
         By default an "outsider": same image, ejabberd installed but neither
@@ -508,6 +511,7 @@ class LabCluster:
         cookie (the cluster's unless ``cookie`` is given); ``start=True`` also
         starts ejabberd. Address the container by ``short`` in the other methods.
         ``installed=False`` (VM mode) purges ejabberd at boot; default: as the lab.
+        ``suite`` runs another release's image (with its own package source).
         """
         with self._lock:
             if short in self._extras or short in self._reserved or re.fullmatch(r"n\d+", short):
@@ -520,7 +524,8 @@ class LabCluster:
                     k += 1
                 ip = self._host(k)
             self._reserved |= {short, ip}
-        node = self._run_container(short, ip, hostname or f"{short}.lab")
+        node = self._run_container(short, ip, hostname or f"{short}.lab",
+                                   ensure_image(suite) if suite else None)
         with self._lock:
             self._extras[short] = node
         if self.vm:

@@ -6,7 +6,10 @@ from the lab's own package source), and hosts where the play cannot or must not 
 
 Each host is a cluster of its own (its own inventory), so all runs go side by side:
 
-* ``bare``: ejabberd purged; ``ejabberd_install: package`` installs it, the node runs;
+* ``bare``, ``bare24``, ``bare26``: ejabberd purged (Debian 12, 13 and forky: ejabberd 23.01,
+  24.12 and 26.07, each from its release's own package source); ``ejabberd_install:
+  package`` installs it, the package starts its own node, and the role takes it over right
+  after the install: the node runs under the configured name, a rerun changes nothing;
 * ``nosrc``: ejabberd purged, its only package source unreachable (a closed port on this
   machine): the install fails, naming the host and the cause;
 * ``data``: the package's node holds a registered account: renaming would delete it, so
@@ -35,7 +38,10 @@ pytestmark = pytest.mark.lab
 
 PREFIX = "xsif"
 HOSTS = {"bare": False, "nosrc": False, "data": True, "nosudo": True, "masked": True,
-         "degraded": True}          # host -> ejabberd installed at boot
+         "degraded": True, "bare24": False, "bare26": False}  # host -> ejabberd installed at boot
+# The hosts of another release than the lab's (Debian 12), and the ejabberd each installs.
+SUITE_OF = {"bare24": "trixie", "bare26": "forky"}
+RELEASE = {"bare": "23.01", "bare24": "24.12", "bare26": "26.07"}
 CTL_CFG = "/etc/default/ejabberd"
 COOKIE_FILE = "/var/lib/ejabberd/.erlang.cookie"
 STATE_SCRIPT = (
@@ -51,7 +57,7 @@ def sh(lab, ref, script: str):
 
 def prepare(lab: LabCluster) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
-        for job in [pool.submit(lab.add_container, host, installed=installed)
+        for job in [pool.submit(lab.add_container, host, installed=installed, suite=SUITE_OF.get(host))
                     for host, installed in HOSTS.items()]:
             job.result()
     # The only package source of nosrc: a port of this machine where nothing listens.
@@ -110,15 +116,22 @@ def assert_stopped_before_any_change(env, host: str) -> None:
     assert not play.shows_a_secret()
 
 
-def test_package_installed_from_the_source(env):
-    play = env["first"]["bare"]
+@pytest.mark.parametrize("host", sorted(RELEASE))
+def test_package_installed_from_the_source(env, host):
+    play = env["first"][host]
     assert play.rc == 0, play
-    assert "not-installed" in env["before"]["bare"] or "no packages found" in env["before"]["bare"]
-    assert "install ok installed" in env["after"]["bare"]
-    ip = env["lab"].node("bare")["ip"]
-    assert "-name ejabberd@%s" % ip in env["after"]["bare"]
-    again = env["site"]("bare")
-    assert again.rc == 0 and again.recap["bare"]["changed"] == 0, again
+    assert "not-installed" in env["before"][host] or "no packages found" in env["before"][host]
+    assert "install ok installed" in env["after"][host]
+    ip = env["lab"].node(host)["ip"]
+    assert "-name ejabberd@%s" % ip in env["after"][host]
+    version = sh(env["lab"], host, "dpkg-query -W -f='${Version}' ejabberd").stdout
+    assert version.startswith(RELEASE[host]), version
+    # the package started its own node at the install: the role took it over (deleted its
+    # empty database, so that the node starts under the configured name)
+    assert re.search(r"^TASK \[[^\]]*: Delete the database of the node under its former name\][^\n]*\n"
+                     r"changed: \[%s\]" % host, play.out, re.M), play
+    again = env["site"](host)
+    assert again.rc == 0 and again.recap[host]["changed"] == 0, again
 
 
 def test_unreachable_package_source(env):
