@@ -371,6 +371,7 @@ def run_lab_suite(suite, args, workdir, python):
 
         target = dict(node=n1["name"], cookie=lab.cookie, address=None, dist_port=5210,
                       epmd_port=erldist.EPMD_DEFAULT_PORT, timeout=5.0)
+
         def own_view():
             facts = {}
             ejabberd_cluster_info.own_view(target, facts)

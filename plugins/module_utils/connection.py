@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import hashlib
 import ipaddress
 import os
 import pwd
@@ -194,6 +195,22 @@ def user_cookie_path(user, option='cookie_user'):
     if not home:
         raise ConnectionOptionError('%s: user %r has no HOME in the passwd database' % (option, user))
     return os.path.join(home, '.erlang.cookie')
+
+
+def cookie_file_facts(params):
+    """Where the cookie came from, when from a file: its path, mode and SHA-256 (so that a
+    play can tell that every node holds the same cookie without a second read of the file).
+    None when the cookie was given as a value. Call after :func:`resolve` read the file."""
+    if params.get('cookie') is not None:
+        return None
+    path = params.get('cookie_file') or user_cookie_path(params.get('cookie_user') or 'ejabberd')
+    try:
+        with open(path, 'rb') as handle:
+            digest = hashlib.sha256(handle.read(MAX_COOKIE_FILE_SIZE + 1)).hexdigest()
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+    except OSError as exc:  # removed since resolve() read it
+        raise ConnectionOptionError('cookie file %s: cannot read it again (%s)' % (path, exc.strerror))
+    return dict(path=path, mode='%04o' % mode, sha256=digest)
 
 
 def short_hostname():

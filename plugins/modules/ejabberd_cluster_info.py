@@ -172,6 +172,14 @@ views:
       does not has its Mnesia view with C(reason) and C(msg).
   returned: when O(check_peers=true)
   type: dict
+cookie_file:
+  description:
+    - The cookie file the module read (from O(cookie_file) or O(cookie_user)'s HOME) - C(path),
+      C(mode) (octal) and C(sha256), the digest of its content, so that a play can check that every
+      node holds the same cookie without reading the file again. The cookie itself is never returned.
+  returned: when the cookie came from a file
+  type: dict
+  sample: {path: /var/lib/ejabberd/.erlang.cookie, mode: "0400", sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
 tls_certificate:
   description:
     - Over TLS distribution, the node's certificate as it presented it - C(subject), C(not_after),
@@ -297,12 +305,15 @@ def main():
     params = module.params
     try:
         target = connection.resolve(params)
+        cookie_file = connection.cookie_file_facts(params)
         expected = sorted(set(connection.validate_node(n, 'expected_nodes')
                               for n in params['expected_nodes'] or []))
     except connection.ConnectionOptionError as exc:
         module.fail_json(**exc.result())
 
     result = dict(changed=False, node=target['node'])
+    if cookie_file:
+        result['cookie_file'] = cookie_file
     facts = {}
     try:
         own_view(target, facts, params['count_user_data'])

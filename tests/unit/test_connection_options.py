@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -276,6 +277,21 @@ def test_cookie_file_accepted(tmp_path, content, cookie, mode):
     params = defaults()
     params.update(node='x@127.0.0.1', cookie_file=path, ejabberdctl_cfg=write(tmp_path / 'e.cfg', '', 0o644))
     assert connection.resolve(params)['cookie'] == cookie
+
+
+@pytest.mark.parametrize('mode', [0o400, 0o600], ids=['0400', '0600'])
+def test_cookie_file_facts_name_the_file_its_mode_and_digest_never_the_cookie(tmp_path, mode):
+    """What verify compares between nodes, read by the module that already read the file."""
+    path = write(tmp_path / 'cookie', COOKIE + '\n', mode)
+    params = defaults()
+    params.update(node='x@127.0.0.1', cookie_file=path, ejabberdctl_cfg=write(tmp_path / 'e.cfg', '', 0o644))
+    connection.resolve(params)
+    facts = connection.cookie_file_facts(params)
+    assert facts == {'path': path, 'mode': '%04o' % mode,
+                     'sha256': hashlib.sha256((COOKIE + '\n').encode()).hexdigest()}
+    assert COOKIE not in json.dumps(facts)
+    params.update(cookie=COOKIE, cookie_file=None)
+    assert connection.cookie_file_facts(params) is None   # a cookie given as a value: no file
 
 
 @pytest.mark.parametrize('content', ['abc\n\n', 'abc\r\n', 'abc\n \r\n'], ids=['two-newlines', 'crlf', 'mixed'])
