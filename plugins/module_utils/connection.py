@@ -197,13 +197,24 @@ def user_cookie_path(user, option='cookie_user'):
     return os.path.join(home, '.erlang.cookie')
 
 
+def cookie_source(params):
+    """``(path, option)`` of the cookie file the parameters name (``cookie_file``, else the
+    ``cookie_user``'s HOME), or None when the cookie is given as a value."""
+    if params.get('cookie') is not None:
+        return None
+    if params.get('cookie_file'):
+        return params['cookie_file'], 'cookie_file'
+    return user_cookie_path(params.get('cookie_user') or 'ejabberd'), 'cookie_user'
+
+
 def cookie_file_facts(params):
     """Where the cookie came from, when from a file: its path, mode and SHA-256 (so that a
     play can tell that every node holds the same cookie without a second read of the file).
     None when the cookie was given as a value. Call after :func:`resolve` read the file."""
-    if params.get('cookie') is not None:
+    source = cookie_source(params)
+    if source is None:
         return None
-    path = params.get('cookie_file') or user_cookie_path(params.get('cookie_user') or 'ejabberd')
+    path = source[0]
     try:
         with open(path, 'rb') as handle:
             digest = hashlib.sha256(handle.read(MAX_COOKIE_FILE_SIZE + 1)).hexdigest()
@@ -252,13 +263,8 @@ def resolve(params):
             raise ConnectionOptionError('ERL_DIST_PORT in %s is %r, not a port number'
                                         % (cfg_path, cfg['ERL_DIST_PORT']))
 
-    if params.get('cookie') is not None:
-        cookie = validate_cookie(params['cookie'])
-    elif params.get('cookie_file'):
-        cookie = read_cookie_file(params['cookie_file'])
-    else:
-        cookie = read_cookie_file(user_cookie_path(params.get('cookie_user') or 'ejabberd'),
-                                  'cookie_user')
+    source = cookie_source(params)
+    cookie = validate_cookie(params['cookie']) if source is None else read_cookie_file(*source)
     return dict(node=node, cookie=cookie, address=address, dist_port=dist_port,
                 epmd_port=params.get('epmd_port') or erldist.EPMD_DEFAULT_PORT,
                 timeout=params.get('timeout') or 5.0, tls=tls_from_options(params, cfg, cfg_path))
