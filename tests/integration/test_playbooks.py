@@ -364,6 +364,27 @@ def test_site_fixed_port_mode_leaves_nothing_on_4369(env, site):
         assert units == ["inactive", "inactive", "disabled", "disabled"], (ref, units)
 
 
+def test_site_puts_back_units_changed_by_hand(env, site):
+    """Role ejabberd reads the systemd units once and writes only what differs: a unit of
+    its own edited by hand and epmd.socket enabled again are both seen and put back."""
+    require_deployed(env)
+    lab, ref = env["lab"], HOSTS[0]
+    unit = "/etc/systemd/system/ejabberd.service"
+    before = sh(lab, ref, "cat %s" % unit, check=True).stdout
+    sh(lab, ref, "echo '# edited by hand' >> %s && systemctl daemon-reload && systemctl enable --now epmd.socket"
+       % unit, check=True)
+    assert re.search(r":4369\b", sh(lab, ref, "ss -Htln").stdout)
+
+    play = env["run"]("site", {"ejabberd_cookie": env["cookie"]})
+    assert play.rc == 0, play
+    assert play.changed(lab.node(ref)["container"]) > 0, play
+    assert all(play.changed(lab.node(other)["container"]) == 0 for other in HOSTS[1:]), play
+    assert sh(lab, ref, "cat %s" % unit, check=True).stdout == before
+    assert not re.search(r":4369\b", sh(lab, ref, "ss -Htln").stdout)
+    units = sh(lab, ref, "systemctl is-enabled epmd.socket epmd.service").stdout.split()
+    assert units == ["disabled", "disabled"], units
+
+
 def test_site_every_node_lists_the_three_members(env, site):
     require_deployed(env)
     lab, want = env["lab"], expected(env)

@@ -142,6 +142,17 @@ def test_check_mode_changes_nothing(env):
     assert_files(lab, ["w1"], env["w_cookie"])
 
 
+def test_cookie_file_changed_by_hand_is_put_back(env):
+    """The role's one stat of the file (digest, owner, group, mode) still sees a file that an
+    operator opened to the group or gave to root: the same cookie is written back, owner-only."""
+    lab, run = env["lab"], env["run"]
+    for change in ("chmod 0640 %s", "chown root:root %s"):
+        sh(lab, "w1", change % COOKIE_FILE, check=True)
+        play = run("w1", {"erlang_cookie_value": env["w_cookie"]})
+        assert play.rc == 0 and play.changed("w1") == 1, (change, play)
+        assert_files(lab, ["w1"], env["w_cookie"])
+
+
 def test_cookie_never_in_verbose_diff_output(env):
     lab, runner = env["lab"], env["runner"]
     old, cookie = env["w_cookie"], runner.cookie()

@@ -23,6 +23,7 @@ import concurrent.futures
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 
@@ -297,6 +298,27 @@ def test_nftables_missing_live_table_is_restored(env):
     play = run("n1,n2", {"erlang_firewall_dist_port": DIST_PORT})
     assert play.rc == 0 and play.changed("n1") == 1, play
     assert not can_connect(lab, "out", 1, DIST_PORT, wait=1)
+
+
+def test_nftables_files_changed_by_hand_are_put_back(env):
+    """The role reads the backend's files once and writes only what differs: a ruleset file
+    edited and opened to others, and the include line gone from the service configuration,
+    are both seen and put back; then a rerun changes nothing."""
+    lab, run = env["lab"], env["run"]
+    before = sh(lab, 1, "cat %s" % NFT_FILE, check=True).stdout
+    sh(lab, 1, "echo '# edited by hand' >> %s && chmod 0666 %s && grep -vxF %s %s > /tmp/conf; cat /tmp/conf > %s"
+       % (NFT_FILE, NFT_FILE, shlex.quote(INCLUDE_LINE), NFT_CONF, NFT_CONF), check=True)
+    assert INCLUDE_LINE not in sh(lab, 1, "cat %s" % NFT_CONF, check=True).stdout
+
+    play = run("n1,n2", {"erlang_firewall_dist_port": DIST_PORT})
+    assert play.rc == 0, play
+    assert play.changed("n1") == 3 and play.changed("n2") == 0, play   # file, include, load
+    assert sh(lab, 1, "cat %s" % NFT_FILE, check=True).stdout == before
+    assert sh(lab, 1, "stat -c '%%a %%U %%G' %s" % NFT_FILE).stdout.split() == ["644", "root", "root"]
+    assert sh(lab, 1, "cat %s" % NFT_CONF, check=True).stdout.count(INCLUDE_LINE) == 1
+
+    play = run("n1,n2", {"erlang_firewall_dist_port": DIST_PORT})
+    assert play.rc == 0 and play.changed("n1") == 0, play
 
 
 def test_nftables_epmd_mode_replaces_the_rules(env):
